@@ -1,0 +1,40 @@
+# zarrsample developer entry points. `make demo` and `make test` do all set-up.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+REF_VENV := .venv-ref
+REF_STAMP := $(REF_VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: demo test bench bench-compare venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m zarrsample_core.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/plan.py
+	$(PY) benchmarks/poisson.py
+
+$(REF_STAMP):
+	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(REF_VENV)/bin/python -m pip install --quiet 'zarrdataset==0.2.2' 'zarr<3' psutil
+	touch $(REF_STAMP)
+
+bench-compare: $(STAMP) $(REF_STAMP)
+	$(PY) benchmarks/compare.py --reference-python $(REF_VENV)/bin/python
+
+clean:
+	rm -rf $(VENV) $(REF_VENV) *.egg-info .pytest_cache .hypothesis

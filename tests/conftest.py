@@ -1,0 +1,42 @@
+"""Shared fixtures and helpers: small images built in memory."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import zarr
+from hypothesis import HealthCheck, settings
+from zarr.storage import MemoryStore
+
+from zarrsample_core import ImageCollection, open_image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# CI runs more examples than a developer's quick loop, within its time budget.
+settings.register_profile(
+    "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "dev", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def chunked_image(shape, chunks, axes, dtype="uint8"):
+    """An Image with the given storage chunks and no pixel data (in memory)."""
+    array = zarr.create_array(store=MemoryStore(), shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
+    return open_image(array, axes=axes)
+
+
+def collection(shape, chunks, axes, mask=None, mask_axes=None, spatial_axes=None):
+    """A reference image of ``shape``/``chunks`` and an optional numpy mask."""
+    modalities = {"images": chunked_image(shape, chunks, axes)}
+    if mask is not None:
+        modalities["masks"] = open_image(np.asarray(mask), axes=mask_axes or axes)
+    return ImageCollection(modalities, spatial_axes=spatial_axes or axes)
+settings.register_profile(
+    "thorough", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])

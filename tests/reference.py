@@ -1,0 +1,73 @@
+"""Deliberately naive reference implementations, the oracles of the property tests.
+
+Per-patch Python loops with exact ``Fraction`` arithmetic: slow, obviously
+right, and written without any of the core's tricks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+from math import prod
+
+import numpy as np
+
+
+def interval_overlap(a0: Fraction, a1: Fraction, b0: Fraction, b1: Fraction) -> Fraction:
+    return max(Fraction(0), min(a1, b1) - max(a0, b0))
+
+
+def exact_coverage(mask: np.ndarray, image_shape, start, stop) -> Fraction:
+    """Area of the window ``[start, stop)`` (image pixels) covered by ``mask``.
+
+    ``mask`` has one dimension per spatial axis; mask pixel ``i`` along an
+    axis covers ``[i * n / m, (i + 1) * n / m)`` of an image axis of ``n``
+    pixels. The window is clipped to the image.
+    """
+    total = Fraction(0)
+    for index in zip(*np.nonzero(mask)):
+        area = Fraction(1)
+        for i, n, m, a, b in zip(index, image_shape, mask.shape, start, stop):
+            foot0 = Fraction(int(i) * n, m)
+            foot1 = Fraction((int(i) + 1) * n, m)
+            area *= interval_overlap(Fraction(a), Fraction(min(b, n)), foot0, foot1)
+            if area == 0:
+                break
+        total += area
+    return total
+
+
+def grid_positions(n: int, patch: int, stride: int, incomplete: bool) -> list[int]:
+    out = []
+    start = 0
+    while start < n and (incomplete or start + patch <= n):
+        out.append(start)
+        start += stride
+    return out
+
+
+def reference_plan(
+    image_shape, chunks, mask, patch, stride, min_area, incomplete
+) -> list[tuple[tuple[int, ...], int, Fraction]]:
+    """``(topleft, chunk_id, coverage)`` per samplable patch, chunk-major order.
+
+    Sizes are the effective ones (axes of extent 1 already have patch 1).
+    """
+    tiles = [s * max(1, -(-c // s)) for c, s in zip(chunks, stride)]
+    tile_grid = [-(-n // t) for n, t in zip(image_shape, tiles)]
+    area = Fraction(min_area) * prod(patch) if min_area < 1 else Fraction(min_area)
+    rows = []
+    axes_positions = [grid_positions(n, p, s, incomplete) for n, p, s in zip(image_shape, patch, stride)]
+    for topleft in itertools.product(*axes_positions):
+        stop = tuple(t + p for t, p in zip(topleft, patch))
+        if mask is None:
+            cover = Fraction(prod(min(b, n) - a for a, b, n in zip(topleft, stop, image_shape)))
+        else:
+            cover = exact_coverage(mask, image_shape, topleft, stop)
+            if cover < area:
+                continue
+        tile_index = tuple(t // s for t, s in zip(topleft, tiles))
+        chunk_id = int(np.ravel_multi_index(tile_index, tile_grid))
+        rows.append((topleft, chunk_id, cover))
+    rows.sort(key=lambda r: (r[1], r[0]))
+    return rows

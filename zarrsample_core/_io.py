@@ -1,0 +1,422 @@
+"""Open an image: path, URL, zarr array/group (OME-Zarr aware) or numpy array.
+
+``open_image`` resolves the source once (group -> OME-Zarr level or
+``data_group`` array, axes, region of interest) and returns an ``Image``: a
+small picklable description plus a lazily opened array handle. Nothing is
+ever written: zarr stores are opened read-only, tensorstore with
+``read=True`` only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from numbers import Integral
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+from zarr.errors import NodeNotFoundError
+from zarr.storage import FsspecStore, LocalStore
+
+from ._axes import KNOWN_AXES
+from ._errors import ZarrsampleError
+from ._ome import join_path, resolve_axes, resolve_node
+from ._roi import parse_roi, selection_bounds
+
+__all__ = ["Backend", "Image", "open_image"]
+
+Backend = Literal["zarr", "tensorstore"]
+_BACKENDS = ("zarr", "tensorstore")
+
+# (pid, tensorstore.Context) of the process that first read with tensorstore:
+# shared thread pools, and the marker that a fork()ed child must not use it.
+_ts_context: tuple[int, Any] | None = None
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Image:
+    """A read-only, lazily opened n-D image (or one pyramid level of one).
+
+    Create with :func:`open_image`. All coordinates given to :meth:`read` are
+    relative to the region of interest, whose start in the stored array is
+    ``origin``.
+
+    Attributes
+    ----------
+    name : str
+        Source path or URL plus the array path inside it, for messages.
+    axes : str
+        One upper-case letter per dimension, e.g. ``"CYX"``.
+    shape : tuple of int
+        Shape of the image after the region of interest.
+    dtype : numpy.dtype
+        Element type of :meth:`read` results (native byte order).
+    chunks : tuple of int
+        Storage chunk shape of the stored array (the inner chunk when the
+        zarr v3 array is sharded; the full shape for numpy sources). Chunk
+        boundaries lie at multiples of ``chunks`` in stored coordinates,
+        i.e. at ``k * chunks - origin`` in image coordinates.
+    origin : tuple of int
+        Start of the region of interest in the stored array.
+    level : int
+        Pyramid level opened (0 for arrays that are not OME-Zarr levels).
+    levels : tuple of tuple of int
+        Stored shape of every pyramid level, finest first (one entry for
+        plain arrays).
+    backend : str
+        ``"zarr"``, ``"tensorstore"`` or ``"numpy"``.
+
+    Notes
+    -----
+    Pickling and copying cost O(1) and carry no open handle for sources
+    opened from a path or URL: the array is re-opened on first use, and again
+    whenever ``os.getpid()`` changed (after ``fork()``), so tensorstore and
+    fsspec objects never cross process boundaries. ``zarr.Array`` objects
+    given directly and numpy arrays are pickled as they are.
+
+    tensorstore refuses to run in a ``fork()``ed child once its parent has
+    used it (the child aborts). ``backend="tensorstore"`` therefore opens the
+    array on the first :meth:`read`, not in :func:`open_image`; a child forked
+    after a tensorstore read in the parent gets a ``ZarrsampleError`` instead
+    of an abort. Use the ``"spawn"`` or ``"forkserver"`` start method for
+    worker processes when the parent reads with tensorstore.
+    """
+
+    name: str
+    axes: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...]
+    origin: tuple[int, ...]
+    level: int
+    levels: tuple[tuple[int, ...], ...]
+    backend: str
+    _spec: tuple[Any, ...] | None = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions (``len(axes)``)."""
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return (
+            f"Image(name={self.name!r}, axes={self.axes!r}, shape={self.shape}, "
+            f"dtype={self.dtype}, chunks={self.chunks}, origin={self.origin}, "
+            f"level={self.level}, levels={self.levels}, backend={self.backend!r})"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cache"] = {} if self._spec is not None else dict(self._cache)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
+    def _array(self) -> Any:
+        """The array handle, (re-)opened in this process if needed."""
+        cache = self._cache
+        if self._spec is not None and cache.get("pid") != os.getpid():
+            cache["handle"] = _open_spec(self._spec, self.name)
+            cache["pid"] = os.getpid()
+        return cache["handle"]
+
+    def read(self, selection: tuple[slice, ...] | None = None) -> np.ndarray:
+        """Read pixels.
+
+        Parameters
+        ----------
+        selection : tuple of slice, optional
+            One slice per axis, in ``axes`` order and image (ROI-relative)
+            coordinates. Bounds are None or ints in ``[0, shape[i]]`` with
+            ``start <= stop``; ``step`` is None or 1. None reads everything.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``stop - start`` per axis, dtype ``self.dtype``, exact
+            stored values. Always a new array (never a view of the source).
+
+        Raises
+        ------
+        TypeError
+            ``selection`` is not a tuple of slices.
+        ZarrsampleError
+            Wrong number of slices, a step other than 1, or bounds outside
+            ``[0, shape]``.
+
+        Notes
+        -----
+        One zarr (or tensorstore) read per call, which decodes every chunk
+        the selection touches; memory is the output array plus the
+        library's decoding buffers.
+
+        Examples
+        --------
+        >>> image = open_image(np.arange(12).reshape(3, 4), axes="YX", roi="(1,1):(2,3)")
+        >>> image.read((slice(0, 1), slice(None)))
+        array([[5, 6, 7]])
+        """
+        start, stop = selection_bounds(selection, self.shape)
+        index = tuple(slice(o + a, o + b) for o, a, b in zip(self.origin, start, stop))
+        array = self._array()
+        if self.backend == "tensorstore":
+            return np.asarray(array[index].read().result(), dtype=self.dtype)
+        if self.backend == "numpy":
+            return np.array(array[index], dtype=self.dtype, copy=True)
+        return np.asarray(array[index], dtype=self.dtype)
+
+
+def open_image(
+    source: Any,
+    *,
+    axes: str | None = None,
+    level: int | None = None,
+    data_group: str | None = None,
+    roi: tuple[slice, ...] | str | None = None,
+    backend: Backend = "zarr",
+) -> Image:
+    """Open an image for patch reading, without reading pixels.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, zarr.Array, zarr.Group or numpy.ndarray
+        A local path or http(s) URL of a zarr v2/v3 array or group, a zarr
+        array or group object, or an in-memory numpy array.
+    axes : str, optional
+        One letter per dimension from ``"TCZYX"``. Taken from OME-Zarr
+        metadata or zarr v3 ``dimension_names`` when those are single axis
+        letters (then an explicit value must agree); required otherwise.
+    level : int, optional
+        OME-Zarr pyramid level (index into ``multiscales[0].datasets``);
+        default 0. Plain arrays have the single level 0.
+    data_group : str, optional
+        Path inside a group of the array (or OME-Zarr image group) to open,
+        e.g. ``"0"`` or ``"labels/masks"``. Required for groups without
+        OME-Zarr metadata. An array that is a level of an OME-Zarr parent
+        group takes its axes and level from that group.
+    roi : tuple of slice or str, optional
+        Region of interest in the stored array of the chosen level, one entry
+        per axis: slices with step None or 1, or zarrdataset's string
+        ``"(start_0,...):(length_0,...)"`` where a length <= 0 means "to the
+        end". The image's shape, chunks grid and read coordinates are then
+        relative to it.
+    backend : {"zarr", "tensorstore"}
+        Library used for reading. ``"tensorstore"`` needs the array on a
+        local path or http(s) URL. numpy sources accept either and always
+        read with numpy (``Image.backend == "numpy"``).
+
+    Returns
+    -------
+    Image
+
+    Raises
+    ------
+    TypeError
+        ``source``, ``axes``, ``level``, ``data_group`` or ``roi`` of a wrong type.
+    FileNotFoundError
+        A path that does not exist, or a URL with no zarr node.
+    KeyError
+        ``data_group`` does not exist (the message lists what does).
+    ZarrsampleError
+        A path that is not zarr; a group without ``data_group``; missing or
+        conflicting axes; ``level`` out of range; a bad ``roi``; an unknown
+        ``backend`` or one the source cannot use.
+
+    Notes
+    -----
+    Opening reads metadata only, through zarr: the group and every pyramid
+    level's array metadata, O(levels) small reads, no pixel data. tensorstore
+    opens the array on the first :meth:`Image.read` (see :class:`Image`).
+
+    Examples
+    --------
+    >>> image = open_image(np.zeros((2, 5, 6), np.uint8), axes="cyx")
+    >>> image.axes, image.shape, image.chunks
+    ('CYX', (2, 5, 6), (2, 5, 6))
+    """
+    if not isinstance(backend, str) or backend not in _BACKENDS:
+        raise ZarrsampleError(f"backend must be one of {list(_BACKENDS)}, got {backend!r}")
+    if level is not None and (isinstance(level, bool) or not isinstance(level, Integral)):
+        raise TypeError(f"level must be an int or None, got {level!r} of type {type(level).__name__}")
+    if data_group is not None:
+        if not isinstance(data_group, str):
+            raise TypeError(
+                f"data_group must be a string path such as 'labels/masks/0', got {data_group!r}"
+            )
+        data_group = data_group.strip("/") or None
+    if isinstance(source, np.ndarray):
+        return _open_numpy(source, axes=axes, level=level, data_group=data_group, roi=roi)
+    if isinstance(source, (str, os.PathLike)):
+        node, label, reopenable = _open_path(source), _source_text(source), True
+    elif isinstance(source, (zarr.Array, zarr.Group)):
+        node, label, reopenable = source, str(source.store), False
+    else:
+        raise TypeError(
+            "source must be a path or URL (str, os.PathLike), a zarr.Array, a zarr.Group or a "
+            f"numpy.ndarray, got {type(source).__name__}"
+        )
+    where = join_path(label, node.path)
+    array, level_index, levels, names, names_where = resolve_node(node, where, data_group, level)
+    name = join_path(label, array.path)
+    stored_shape = tuple(int(n) for n in array.shape)
+    axes = resolve_axes(axes, names, names_where, stored_shape, name)
+    start, stop = parse_roi(roi, stored_shape, axes)
+    location = _location(array)
+    fmt = array.metadata.zarr_format
+    if backend == "tensorstore":
+        if location is None:
+            raise ZarrsampleError(
+                f"backend='tensorstore' needs an array on a local path or an http(s) URL, but "
+                f"{name} is in a {type(array.store).__name__}; use backend='zarr'"
+            )
+        # Opened on first read: tensorstore must not start its threads in a
+        # process that will fork() its workers (see Image Notes).
+        spec: tuple[Any, ...] | None = ("tensorstore", _tensorstore_json(*location, array.path, fmt))
+        cache: dict[str, Any] = {}
+    else:
+        spec = ("zarr", *location, array.path, fmt) if reopenable and location else None
+        cache = {"handle": array, "pid": os.getpid()}
+    return Image(
+        name=name,
+        axes=axes,
+        shape=tuple(b - a for a, b in zip(start, stop)),
+        dtype=_native(array.dtype),
+        chunks=tuple(int(c) for c in array.chunks),
+        origin=start,
+        level=level_index,
+        levels=levels,
+        backend=backend,
+        _spec=spec,
+        _cache=cache,
+    )
+
+
+def _native(dtype: Any) -> np.dtype:
+    dtype = np.dtype(dtype)
+    return dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
+
+
+def _source_text(source: str | os.PathLike[str]) -> str:
+    text = os.fspath(source)
+    if not isinstance(text, str):
+        raise TypeError(f"source must be a str path or URL, got bytes {text!r}")
+    return text
+
+
+def _open_path(source: str | os.PathLike[str]) -> zarr.Array | zarr.Group:
+    """Open the zarr node at a local path or URL, read-only."""
+    text = _source_text(source)
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    if "://" in text:
+        store: Any = FsspecStore.from_url(text.rstrip("/"), read_only=True)
+        try:
+            return zarr.open(store=store, mode="r")
+        except NodeNotFoundError:
+            raise FileNotFoundError(
+                f"source {text!r}: no zarr array or group found at this URL "
+                "(no zarr.json, .zarray or .zgroup)"
+            ) from None
+    if not os.path.exists(text):
+        raise FileNotFoundError(f"source path {text!r} does not exist")
+    if not os.path.isdir(text):
+        raise ZarrsampleError(
+            f"source path {text!r} is a file, not a zarr array or group directory"
+        )
+    try:
+        return zarr.open(store=LocalStore(os.path.abspath(text), read_only=True), mode="r")
+    except NodeNotFoundError:
+        raise ZarrsampleError(
+            f"source path {text!r} is not a zarr array or group: it holds no zarr.json, "
+            ".zarray or .zgroup"
+        ) from None
+
+
+def _open_numpy(
+    source: np.ndarray, *, axes: object, level: int | None, data_group: str | None, roi: object
+) -> Image:
+    name = f"<numpy array shape={source.shape} dtype={source.dtype}>"
+    if data_group is not None:
+        raise ZarrsampleError(
+            f"data_group={data_group!r} applies to zarr groups, but the source is a {name}"
+        )
+    if level not in (None, 0):
+        raise ZarrsampleError(
+            f"level={level} is out of range for a {name}: available levels: [0]"
+        )
+    if axes is None:
+        raise ZarrsampleError(
+            f"axes is required for a numpy array source: it has ndim={source.ndim}; "
+            f"pass e.g. axes={KNOWN_AXES[-source.ndim:]!r}"
+        )
+    axes = resolve_axes(axes, None, "", source.shape, name)
+    start, stop = parse_roi(roi, source.shape, axes)
+    return Image(
+        name=name,
+        axes=axes,
+        shape=tuple(b - a for a, b in zip(start, stop)),
+        dtype=_native(source.dtype),
+        chunks=tuple(source.shape),
+        origin=start,
+        level=0,
+        levels=(tuple(source.shape),),
+        backend="numpy",
+        _cache={"handle": source},
+    )
+
+
+def _location(array: zarr.Array) -> tuple[str, str] | None:
+    """("file", absolute root) or ("url", root URL) of the array's store."""
+    store = array.store
+    if isinstance(store, LocalStore):
+        return "file", os.path.abspath(store.root)
+    if isinstance(store, FsspecStore):
+        protocol = store.fs.protocol
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        if {"http", "https"} & set(protocols) and str(store.path).startswith("http"):
+            return "url", str(store.path).rstrip("/")
+        if {"file", "local"} & set(protocols):
+            return "file", os.path.abspath(store.path)
+    return None
+
+
+def _tensorstore_json(kind: str, root: str, path: str, zarr_format: int) -> dict[str, Any]:
+    driver = "zarr3" if zarr_format == 3 else "zarr"
+    if kind == "file":
+        kvstore = {"driver": "file", "path": os.path.join(root, path).rstrip("/") + "/"}
+    else:
+        kvstore = {"driver": "http", "base_url": join_path(root, path)}
+    return {"driver": driver, "kvstore": kvstore}
+
+
+def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
+    """Open a read-only array handle from a picklable spec."""
+    if spec[0] == "zarr":
+        _, kind, root, path, zarr_format = spec
+        store: Any = (
+            LocalStore(root, read_only=True)
+            if kind == "file"
+            else FsspecStore.from_url(root, read_only=True)
+        )
+        return zarr.open_array(store=store, path=path, mode="r", zarr_format=zarr_format)
+    import tensorstore as ts
+
+    global _ts_context
+    if _ts_context is not None and _ts_context[0] != os.getpid():
+        raise ZarrsampleError(
+            f"cannot read {name} with backend='tensorstore' in process {os.getpid()}: it was "
+            f"fork()ed after process {_ts_context[0]} used tensorstore, and tensorstore aborts "
+            "after fork(). Start workers with the 'spawn' or 'forkserver' method (e.g. torch "
+            "DataLoader(multiprocessing_context='spawn')), do not read with tensorstore before "
+            "forking, or use backend='zarr'"
+        )
+    if _ts_context is None:
+        _ts_context = (os.getpid(), ts.Context())
+    try:
+        return ts.open(spec[1], read=True, open=True, context=_ts_context[1]).result()
+    except ValueError as exc:
+        raise ZarrsampleError(f"tensorstore could not open {name}: {exc}") from exc

@@ -1,0 +1,287 @@
+"""PatchSampler: a masked grid of patches, planned as numpy arrays."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from math import isfinite
+from numbers import Real
+
+import numpy as np
+
+from ._axes import check_axes, per_axis
+from ._collection import ImageCollection
+from ._coverage import axis_scales, denominator, threshold_numerator, windows_coverage
+from ._errors import ZarrsampleError
+from ._grid import chunk_tile_shape, grid_counts, grid_windows
+from ._plan import PatchPlan
+
+__all__ = ["Geometry", "PatchSampler"]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Effective per-axis sizes of a sampler on one collection, ``(D,)`` int64 each."""
+
+    shape: np.ndarray
+    patch: np.ndarray
+    stride: np.ndarray
+    pad: np.ndarray
+    chunks: np.ndarray
+
+
+class PatchSampler:
+    """Patches on a regular grid, kept where a mask covers enough of them.
+
+    Parameters
+    ----------
+    patch_size : int, sequence of int or dict
+        Patch size in pixels: one int for every axis, one value per axis of
+        ``spatial_axes`` (in that order), or ``{axis: size}`` (absent axes 1).
+    stride : int, sequence of int, dict or None
+        Step between grid positions; None means ``patch_size``. A stride
+        below the patch size gives overlapping patches.
+    pad : int, sequence of int, dict or None
+        Pixels added on both sides of each returned patch slice (context);
+        the pad plays no part in mask coverage.
+    min_area : float
+        In [0, 1): the fraction of the full patch area the mask must cover;
+        ``>= 1``: the number of image pixels it must cover. ``0`` makes every
+        grid position samplable.
+    spatial_axes : str
+        Axes patches are taken along; axes absent from (or of size 1 in) an
+        image get patch size 1, stride 1 and pad 0.
+    allow_incomplete_patches : bool
+        Also yield border patches that stick out of the image (every grid
+        position that starts inside the image).
+
+    Raises
+    ------
+    TypeError, ZarrsampleError
+        A parameter of the wrong type or value; the message names it.
+
+    Notes
+    -----
+    Planning costs one pass over the mask pixels plus the grid, in strips of
+    bounded memory; see :func:`zarrsample_core._coverage.windows_coverage`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from zarrsample_core import ImageCollection, PatchSampler, open_image
+    >>> mask = np.zeros((4, 4), bool); mask[:2, :2] = True
+    >>> coll = ImageCollection({
+    ...     "images": open_image(np.zeros((64, 64), np.uint8), axes="YX"),
+    ...     "masks": open_image(mask, axes="YX")}, spatial_axes="YX")
+    >>> sampler = PatchSampler(16, min_area=0.5, spatial_axes="YX")
+    >>> [(p["Y"].start, p["X"].start) for p in sampler.compute_patches(coll, {"Y": slice(None), "X": slice(None)})]
+    [(0, 0), (0, 16), (16, 0), (16, 16)]
+    """
+
+    def __init__(
+        self,
+        patch_size: int | tuple[int, ...] | Mapping[str, int],
+        stride: int | tuple[int, ...] | Mapping[str, int] | None = None,
+        pad: int | tuple[int, ...] | Mapping[str, int] | None = None,
+        min_area: float = 1,
+        spatial_axes: str = "ZYX",
+        allow_incomplete_patches: bool = False,
+    ) -> None:
+        self.spatial_axes = check_axes(spatial_axes, name="spatial_axes")
+        axes = self.spatial_axes
+        self._patch_size = per_axis(patch_size, name="patch_size", spatial_axes=axes)
+        self._stride = (
+            dict(self._patch_size)
+            if stride is None
+            else per_axis(stride, name="stride", spatial_axes=axes)
+        )
+        self._pad = per_axis(pad, name="pad", spatial_axes=axes, default=0, minimum=0)
+        if isinstance(min_area, bool) or not isinstance(min_area, Real):
+            raise TypeError(f"min_area must be a number, got {min_area!r}")
+        if not isfinite(min_area) or min_area < 0:
+            raise ZarrsampleError(
+                f"min_area must be a finite number >= 0 (a fraction in [0, 1) or a pixel "
+                f"count >= 1), got {min_area!r}"
+            )
+        if not isinstance(allow_incomplete_patches, bool):
+            raise TypeError(f"allow_incomplete_patches must be a bool, got {allow_incomplete_patches!r}")
+        self.min_area = min_area
+        self.allow_incomplete_patches = allow_incomplete_patches
+        self._cache: tuple[weakref.ref, tuple, PatchPlan] | None = None
+
+    @property
+    def patch_size(self) -> dict[str, int]:
+        """Patch size per spatial axis."""
+        return dict(self._patch_size)
+
+    @property
+    def stride(self) -> dict[str, int]:
+        """Grid step per spatial axis."""
+        return dict(self._stride)
+
+    @property
+    def pad(self) -> dict[str, int]:
+        """Context pad per spatial axis."""
+        return dict(self._pad)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(patch_size={self._patch_size}, stride={self._stride}, "
+            f"pad={self._pad}, min_area={self.min_area}, spatial_axes={self.spatial_axes!r}, "
+            f"allow_incomplete_patches={self.allow_incomplete_patches})"
+        )
+
+    # -- geometry ---------------------------------------------------------
+
+    def geometry(self, collection: ImageCollection) -> Geometry:
+        """Effective sizes on ``collection`` (axes of extent 1 get 1, 1, 0)."""
+        if not isinstance(collection, ImageCollection):
+            raise TypeError(f"collection must be an ImageCollection, got {type(collection).__name__}")
+        axes = self.spatial_axes
+        shape = np.asarray(collection.spatial_extent(collection.reference_name, axes), np.int64)
+        flat = shape == 1
+        pick = lambda d, one: np.where(flat, one, np.array([d[a] for a in axes], np.int64))  # noqa: E731
+        return Geometry(
+            shape=shape,
+            patch=pick(self._patch_size, 1),
+            stride=pick(self._stride, 1),
+            pad=pick(self._pad, 0),
+            chunks=np.asarray(collection.spatial_chunks(axes), np.int64),
+        )
+
+    def _tile_shape(self, geo: Geometry) -> np.ndarray:
+        return chunk_tile_shape(geo.chunks, geo.stride)
+
+    def _mask_inputs(self, collection: ImageCollection, geo: Geometry):
+        mask_shape = collection.spatial_extent(collection.mask_name, self.spatial_axes)
+        scales = axis_scales(geo.shape.tolist(), mask_shape)
+        threshold = threshold_numerator(self.min_area, geo.patch.tolist(), scales)
+        return collection.mask_reader(self.spatial_axes), scales, threshold
+
+    # -- fast path -----------------------------------------------------------
+
+    def plan(self, collection: ImageCollection) -> PatchPlan:
+        """All samplable patches of ``collection``, chunk tile by chunk tile.
+
+        Returns
+        -------
+        PatchPlan
+            Top-lefts ``(n, D)`` int64 in reference-image pixels, chunk ids
+            and mask coverage.
+        """
+        key = self._cache_key()
+        cached = self._cache
+        if cached is not None and cached[0]() is collection and cached[1] == key:
+            return cached[2]
+        plan = self._plan(collection, self.geometry(collection))
+        self._cache = (weakref.ref(collection), key, plan)
+        return plan
+
+    def _cache_key(self) -> tuple:
+        """What besides the collection a cached plan depends on."""
+        return ()
+
+    def _plan(self, collection: ImageCollection, geo: Geometry) -> PatchPlan:
+        counts = grid_counts(geo.shape, geo.patch, geo.stride, incomplete=self.allow_incomplete_patches)
+        windows = [grid_windows(int(c), int(p), int(s)) for c, p, s in zip(counts, geo.patch, geo.stride)]
+        if collection.mask is None:
+            numer = None
+            keep = np.ones(tuple(counts), dtype=bool)
+        else:
+            reader, scales, threshold = self._mask_inputs(collection, geo)
+            numer = windows_coverage(reader, scales, windows)
+            keep = numer >= threshold
+        tile = self._tile_shape(geo)
+        grid_idx, chunk_ids = _chunk_major_nonzero(keep, tile // geo.stride, geo.shape, tile)
+        if numer is None:
+            lengths = [np.minimum(stop, n) - start for (start, stop), n in zip(windows, geo.shape)]
+            cover = np.prod([lengths[k][grid_idx[:, k]] for k in range(len(lengths))], axis=0)
+        else:
+            cover = numer[tuple(grid_idx.T)] / denominator(scales)
+        return self._make_plan(geo, tile, grid_idx * geo.stride, chunk_ids, cover)
+
+    def _make_plan(self, geo, tile, toplefts, chunk_ids, coverage) -> PatchPlan:
+        return PatchPlan(
+            spatial_axes=self.spatial_axes,
+            image_shape=tuple(geo.shape.tolist()),
+            patch_size=tuple(geo.patch.tolist()),
+            stride=tuple(geo.stride.tolist()),
+            pad=tuple(geo.pad.tolist()),
+            tile_shape=tuple(tile.tolist()),
+            toplefts=toplefts,
+            chunk_ids=chunk_ids,
+            coverage=np.asarray(coverage, dtype=np.float64),
+        )
+
+    # -- seed-compatible surface --------------------------------------------
+
+    def compute_chunks(self, collection: ImageCollection) -> list[dict[str, slice]]:
+        """The chunk tiles holding at least one samplable patch top-left.
+
+        A tile is the reference storage chunk rounded up to a multiple of the
+        stride, per spatial axis; slices are clipped to the image.
+        """
+        return self.plan(collection).chunk_slices()
+
+    def compute_patches(
+        self, collection: ImageCollection, chunk_tlbr: Mapping[str, slice]
+    ) -> list[dict[str, slice]]:
+        """The samplable patches whose top-left lies in ``chunk_tlbr``.
+
+        Parameters
+        ----------
+        collection : ImageCollection
+        chunk_tlbr : dict of str to slice
+            A region of the reference image, usually one item of
+            :meth:`compute_chunks` (absent axes mean the whole axis).
+
+        Returns
+        -------
+        list of dict
+            ``{axis: slice}`` per patch, pad included on both sides. The union
+            over :meth:`compute_chunks` is every samplable patch, each once.
+        """
+        if not isinstance(chunk_tlbr, Mapping) or not all(
+            isinstance(s, slice) for s in chunk_tlbr.values()
+        ):
+            raise TypeError(f"chunk_tlbr must be a dict {{axis: slice}}, got {chunk_tlbr!r}")
+        plan = self.plan(collection)
+        chunk_id = _exact_tile(plan, chunk_tlbr)
+        rows = plan.patches_in_chunk(chunk_id) if chunk_id is not None else plan.rows_in_box(chunk_tlbr)
+        return plan.patch_slices(rows)
+
+
+def _exact_tile(plan: PatchPlan, box: Mapping[str, slice]) -> int | None:
+    """The chunk id when ``box`` is exactly one of the plan's tiles, else None."""
+    idx = []
+    for ax, n, t in zip(plan.spatial_axes, plan.image_shape, plan.tile_shape):
+        s = box.get(ax, slice(None))
+        start = 0 if s.start is None else s.start
+        stop = n if s.stop is None else s.stop
+        if start % t or start < 0 or start >= n or stop != min(start + t, n):
+            return None
+        idx.append(start // t)
+    return int(np.ravel_multi_index(idx, plan.tile_grid))
+
+
+def _chunk_major_nonzero(
+    keep: np.ndarray, per_tile: np.ndarray, shape: np.ndarray, tile: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid indices of ``keep`` in chunk-major order, and their chunk ids.
+
+    Pads the grid to whole tiles, views it as ``(t0, g0, t1, g1, ...)`` and
+    reads it as ``(t0, t1, ..., g0, g1, ...)``: no sort needed.
+    """
+    d = keep.ndim
+    tiles = -(-np.asarray(keep.shape) // per_tile)
+    padded = np.zeros(tuple((tiles * per_tile).tolist()), dtype=bool)
+    padded[tuple(slice(0, c) for c in keep.shape)] = keep
+    blocks = padded.reshape([v for pair in zip(tiles, per_tile) for v in pair])
+    blocks = blocks.transpose(list(range(0, 2 * d, 2)) + list(range(1, 2 * d, 2)))
+    hit = np.nonzero(blocks)
+    tile_idx = np.stack(hit[:d], axis=-1)
+    grid_idx = tile_idx * per_tile + np.stack(hit[d:], axis=-1)
+    tile_grid = tuple((-(-shape // tile)).tolist())
+    chunk_ids = np.ravel_multi_index(tuple(tile_idx.T), tile_grid) if len(tile_idx) else np.zeros(0, np.int64)
+    return grid_idx.astype(np.int64).reshape(-1, d), np.asarray(chunk_ids, np.int64)
