@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._bluenoise import poisson_disk_positions
+from ._bluenoise_sampler import BlueNoisePatchSampler
 from ._collection import ImageCollection
 from ._errors import ZarrsampleError
 from ._io import Image, open_image
@@ -9,10 +11,12 @@ from ._plan import PatchPlan
 from ._sampler import PatchSampler
 
 __all__ = [
+    "BlueNoisePatchSampler",
     "Image",
     "ImageCollection",
     "PatchPlan",
     "PatchSampler",
     "ZarrsampleError",
     "open_image",
+    "poisson_disk_positions",
 ]

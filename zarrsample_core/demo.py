@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._bluenoise_sampler import BlueNoisePatchSampler
 from ._collection import ImageCollection
 from ._io import open_image
 from ._sampler import PatchSampler
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         samplers = {
             "grid": PatchSampler(256, min_area=0.5, spatial_axes="YX"),
             "grid, stride 128": PatchSampler(256, stride=128, min_area=0.5, spatial_axes="YX"),
+            "blue noise": BlueNoisePatchSampler(256, min_area=0.5, spatial_axes="YX", seed=0),
         }
         for label, sampler in samplers.items():
             t0 = time.perf_counter()

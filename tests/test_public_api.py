@@ -1,0 +1,21 @@
+"""The public names of each package are pinned."""
+
+from __future__ import annotations
+
+import zarrsample_core
+
+
+def test_core_all_is_pinned_and_sorted():
+    assert zarrsample_core.__all__ == sorted(zarrsample_core.__all__)
+    assert zarrsample_core.__all__ == [
+        "BlueNoisePatchSampler",
+        "Image",
+        "ImageCollection",
+        "PatchPlan",
+        "PatchSampler",
+        "ZarrsampleError",
+        "open_image",
+        "poisson_disk_positions",
+    ]
+    for name in zarrsample_core.__all__:
+        assert getattr(zarrsample_core, name).__doc__, f"{name} has no docstring"
