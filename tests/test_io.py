@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import copy
-import functools
-import http.server
 import multiprocessing
 import os
 import pickle
 import stat
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import serve_directory
 from zarrsample_core._errors import ZarrsampleError
 from zarrsample_core._io import Image, open_image
 from zarrsample_core._ome import axis_letters, read_multiscale, resolve_axes
@@ -534,26 +532,10 @@ def test_read_only_directory(tmp_path):
 # --------------------------------------------------------------------------- http
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        pass
-
-
 @pytest.fixture
 def http_root(store_dir, monkeypatch):
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    handler = functools.partial(_QuietHandler, directory=str(store_dir["root"]))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(store_dir["root"], monkeypatch) as url:
+        yield url
 
 
 @pytest.mark.parametrize("backend", ["zarr", "tensorstore"])

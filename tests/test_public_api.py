@@ -9,9 +9,12 @@ def test_core_all_is_pinned_and_sorted():
     assert zarrsample_core.__all__ == sorted(zarrsample_core.__all__)
     assert zarrsample_core.__all__ == [
         "BlueNoisePatchSampler",
+        "EpochIterator",
         "Image",
         "ImageCollection",
+        "PatchDataset",
         "PatchPlan",
+        "PatchReader",
         "PatchSampler",
         "ZarrsampleError",
         "open_image",

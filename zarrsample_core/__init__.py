@@ -5,16 +5,21 @@ from __future__ import annotations
 from ._bluenoise import poisson_disk_positions
 from ._bluenoise_sampler import BlueNoisePatchSampler
 from ._collection import ImageCollection
+from ._dataset import EpochIterator, PatchDataset
 from ._errors import ZarrsampleError
 from ._io import Image, open_image
 from ._plan import PatchPlan
+from ._reader import PatchReader
 from ._sampler import PatchSampler
 
 __all__ = [
     "BlueNoisePatchSampler",
+    "EpochIterator",
     "Image",
     "ImageCollection",
+    "PatchDataset",
     "PatchPlan",
+    "PatchReader",
     "PatchSampler",
     "ZarrsampleError",
     "open_image",

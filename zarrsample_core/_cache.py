@@ -1,0 +1,219 @@
+"""A thread-safe LRU cache of decoded storage chunks, bounded by bytes."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor, Future
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+
+from ._errors import ZarrsampleError
+
+__all__ = ["ChunkCache"]
+
+
+class _Slot:
+    """A chunk being loaded: who loads it (``claimed``) and its result."""
+
+    __slots__ = ("claimed", "future")
+
+    def __init__(self, claimed: bool) -> None:
+        self.claimed = claimed
+        self.future: Future[np.ndarray] = Future()
+
+
+class ChunkCache:
+    """Least-recently-used cache of chunk arrays, never above ``max_bytes``.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Budget for the arrays held, in bytes (``>= 0``). A chunk larger than
+        the budget is handed to its reader but not kept.
+
+    Attributes
+    ----------
+    max_bytes : int
+        The budget.
+
+    Raises
+    ------
+    TypeError
+        ``max_bytes`` is not an int.
+    ZarrsampleError
+        ``max_bytes`` is negative.
+
+    Notes
+    -----
+    One lock guards all bookkeeping; loads run outside it, so several
+    threads load different chunks at once. :meth:`get_or_load` loads each
+    missing chunk once even when several threads ask for it together: the
+    others wait for the first one's result (an in-flight load). Stored
+    arrays are made read-only. Counters: ``chunk_reads`` (chunks stored
+    after a load from storage, i.e. calls of :meth:`put`), ``cache_hits``
+    (requests served without loading: from the cache or by waiting for an
+    in-flight load) and ``evictions``.
+
+    Examples
+    --------
+    >>> cache = ChunkCache(max_bytes=16)
+    >>> cache.put("a", np.zeros(8, np.uint8)); cache.put("b", np.ones(8, np.uint8))
+    >>> _ = cache.get("a"); cache.put("c", np.ones(8, np.uint8))   # evicts "b"
+    >>> sorted(cache.stats().items())
+    [('cache_hits', 1), ('cached_bytes', 16), ('chunk_reads', 3), ('evictions', 1)]
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, Integral):
+            raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
+        if max_bytes < 0:
+            raise ZarrsampleError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = int(max_bytes)
+        self._lock = threading.Lock()
+        self._data: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._inflight: dict[Hashable, _Slot] = {}
+        self._nbytes = 0
+        self._counts = {"chunk_reads": 0, "cache_hits": 0, "evictions": 0}
+
+    def __repr__(self) -> str:
+        return f"ChunkCache(max_bytes={self.max_bytes}, chunks={len(self)}, nbytes={self.nbytes})"
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["max_bytes"])  # type: ignore[misc]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cached arrays (``<= max_bytes``)."""
+        return self._nbytes
+
+    def stats(self) -> dict[str, int]:
+        """Counters and ``cached_bytes``, as a new dict."""
+        with self._lock:
+            return {**self._counts, "cached_bytes": self._nbytes}
+
+    def clear(self) -> None:
+        """Drop every cached array (counters are kept)."""
+        with self._lock:
+            self._data.clear()
+            self._nbytes = 0
+
+    def get(self, key: Hashable) -> np.ndarray | None:
+        """The cached array for ``key`` (now most recently used), or None."""
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+                self._counts["cache_hits"] += 1
+            return value
+
+    def put(self, key: Hashable, value: np.ndarray) -> None:
+        """Store a chunk freshly loaded from storage (counted in ``chunk_reads``).
+
+        Least recently used chunks are evicted until ``value`` fits; a
+        ``value`` larger than ``max_bytes`` is not kept.
+        """
+        with self._lock:
+            self._store(key, value)
+
+    def get_or_load(self, key: Hashable, load: Callable[[], np.ndarray]) -> np.ndarray:
+        """The array for ``key``: cached, awaited from an in-flight load, or loaded now.
+
+        Parameters
+        ----------
+        key : hashable
+            Chunk identity.
+        load : callable
+            Called with no argument to load the chunk when nobody else is.
+
+        Returns
+        -------
+        numpy.ndarray
+            The chunk (read-only).
+        """
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+                self._counts["cache_hits"] += 1
+                return value
+            slot = self._inflight.get(key)
+            if slot is None:
+                slot = self._inflight[key] = _Slot(claimed=True)
+                mine = True
+            else:
+                # A scheduled load nobody started yet is taken over, not waited for.
+                mine = not slot.claimed
+                slot.claimed = True
+                if not mine:
+                    self._counts["cache_hits"] += 1
+        if mine:
+            return self._fill(key, slot, load)
+        return slot.future.result()
+
+    def schedule(self, key: Hashable, load: Callable[[], np.ndarray], executor: Executor) -> bool:
+        """Load ``key`` in ``executor`` unless it is cached or in flight.
+
+        Returns True when a load was scheduled. A reader that asks for the
+        chunk before a worker starts on it loads it itself; once a worker
+        has started, readers wait for it.
+        """
+        with self._lock:
+            if key in self._data or key in self._inflight:
+                return False
+            slot = self._inflight[key] = _Slot(claimed=False)
+        executor.submit(self._run_scheduled, key, slot, load)
+        return True
+
+    def _run_scheduled(self, key: Hashable, slot: _Slot, load: Callable[[], np.ndarray]) -> None:
+        with self._lock:
+            if slot.claimed:
+                return
+            slot.claimed = True
+        try:
+            self._fill(key, slot, load)
+        except Exception:  # noqa: BLE001 - a waiting reader re-raises it; others retry
+            pass
+
+    def _fill(self, key: Hashable, slot: _Slot, load: Callable[[], np.ndarray]) -> np.ndarray:
+        try:
+            value = load()
+        except BaseException as exc:
+            with self._lock:
+                self._inflight.pop(key, None)
+            slot.future.set_exception(exc)
+            raise
+        with self._lock:
+            self._inflight.pop(key, None)
+            self._store(key, value)
+        slot.future.set_result(value)
+        return value
+
+    def _store(self, key: Hashable, value: np.ndarray) -> None:
+        """Insert under the lock, evicting LRU entries to stay in budget."""
+        value.setflags(write=False)
+        self._counts["chunk_reads"] += 1
+        old = self._data.pop(key, None)
+        if old is not None:
+            self._nbytes -= old.nbytes
+        size = value.nbytes
+        if size > self.max_bytes:
+            return
+        while self._nbytes + size > self.max_bytes:
+            _, dropped = self._data.popitem(last=False)
+            self._nbytes -= dropped.nbytes
+            self._counts["evictions"] += 1
+        self._data[key] = value
+        self._nbytes += size

@@ -1,0 +1,328 @@
+"""PatchDataset: plans, epoch order and the chunk-cached reader, framework-free."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from numbers import Integral
+from typing import Any, Literal
+
+import numpy as np
+
+from ._collection import ImageCollection
+from ._errors import ZarrsampleError
+from ._order import check_state, config_fingerprint, epoch_order, make_state, shard
+from ._plan import PatchPlan
+from ._reader import PatchReader
+
+__all__ = ["EpochIterator", "PatchDataset", "whole_image_plan"]
+
+Sample = dict[str, Any]
+
+
+def whole_image_plan(collection: ImageCollection) -> PatchPlan:
+    """A plan with one patch: the whole reference image (``sampler=None``)."""
+    shape = collection.spatial_shape
+    d = len(shape)
+    return PatchPlan(
+        spatial_axes=collection.spatial_axes, image_shape=shape, patch_size=shape, stride=shape,
+        pad=(0,) * d, tile_shape=shape, toplefts=np.zeros((1, d), np.int64),
+        chunk_ids=np.zeros(1, np.int64), coverage=np.array([float(np.prod(shape))]),
+    )
+
+
+def _plan_digest(plan: PatchPlan) -> int:
+    return config_fingerprint(
+        axes=plan.spatial_axes, image=plan.image_shape, patch=plan.patch_size, pad=plan.pad,
+        tile=plan.tile_shape, toplefts=plan.toplefts, chunks=plan.chunk_ids,
+    )
+
+
+def _check_int(value: object, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+    if value < minimum:
+        raise ZarrsampleError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+class PatchDataset:
+    """Patches of one or many images: random access and sharded epochs.
+
+    Parameters
+    ----------
+    collections : ImageCollection or sequence of ImageCollection
+        The images (with masks, labels, ...) to sample.
+    sampler : PatchSampler, optional
+        Plans the patches of each collection; None gives one sample per
+        whole image.
+    shuffle : bool
+        Shuffle each epoch (seeded by ``seed`` and the epoch number).
+    seed : int
+        Seed of the epoch orders.
+    draw_same_chunk : bool
+        With ``shuffle``: chunks in random order, each finished before the
+        next (each storage chunk read once per epoch per worker).
+    shuffle_window : int or None
+        With ``shuffle`` and not ``draw_same_chunk``: patches of this many
+        consecutive chunks (in shuffled chunk order) are interleaved, so the
+        cache needs only that many chunks; None shuffles all patches at once.
+    return_positions : bool
+        Add ``"position"`` ((D, 2) int64 ``[start, stop)`` per spatial axis,
+        pad included, reference pixels) and ``"image_index"`` to samples.
+    padding_mode, pad_value, output_axes, cache_bytes
+        As for :class:`PatchReader`.
+    transform : callable, optional
+        Applied to every sample dict (augmentation hook).
+    prefetch : int
+        Patches an epoch iterator reads ahead in background threads (0: off).
+    plans : sequence of PatchPlan, optional
+        Precomputed plans (one per collection) instead of planning.
+
+    Raises
+    ------
+    TypeError, ZarrsampleError
+        Bad parameter types or values; the message names the parameter.
+
+    Notes
+    -----
+    A sample is a dict with one array per modality except ``"masks"``.
+    ``ds[i]`` is the i-th patch of the unshuffled plan (image by image,
+    chunk by chunk). Memory: the plans (``8 * (D + 2)`` bytes per patch) plus
+    the reader's chunk cache.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+    >>> coll = ImageCollection({"images": open_image(np.arange(64).reshape(8, 8), axes="YX")},
+    ...                        spatial_axes="YX")
+    >>> ds = PatchDataset(coll, PatchSampler(4, spatial_axes="YX"), shuffle=True, seed=1)
+    >>> len(ds), ds[0]["images"].shape
+    (4, (4, 4))
+    >>> it = ds.epoch(0, world_size=2, rank=1)
+    >>> first = next(it)["images"]; state = it.state()
+    >>> rest = [s["images"] for s in ds.epoch(world_size=2, rank=1, state=state)]
+    >>> len(rest)
+    1
+    """
+
+    def __init__(
+        self,
+        collections: ImageCollection | Sequence[ImageCollection],
+        sampler: Any = None,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        draw_same_chunk: bool = False,
+        shuffle_window: int | None = 8,
+        return_positions: bool = False,
+        padding_mode: Literal["constant", "reflect", "edge", "symmetric", "wrap"] = "constant",
+        pad_value: int | float = 0,
+        transform: Callable[[Sample], Any] | None = None,
+        output_axes: Mapping[str, str] | None = None,
+        cache_bytes: int = 256 * 2**20,
+        prefetch: int = 32,
+        plans: Sequence[PatchPlan] | None = None,
+    ) -> None:
+        if isinstance(collections, ImageCollection):
+            collections = [collections]
+        if not isinstance(collections, Sequence) or not all(
+            isinstance(c, ImageCollection) for c in collections
+        ) or not collections:
+            raise TypeError("collections must be an ImageCollection or a non-empty sequence of them")
+        for name, flag in (("shuffle", shuffle), ("draw_same_chunk", draw_same_chunk),
+                           ("return_positions", return_positions)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {transform!r}")
+        if shuffle_window is not None:
+            _check_int(shuffle_window, "shuffle_window", 1)
+        self.collections = list(collections)
+        self.sampler = sampler
+        self.shuffle, self.seed = shuffle, _check_int(seed, "seed")
+        self.draw_same_chunk, self.shuffle_window = draw_same_chunk, shuffle_window
+        self.return_positions, self.transform = return_positions, transform
+        self.prefetch = _check_int(prefetch, "prefetch")
+        self.reader = PatchReader(
+            padding_mode=padding_mode, pad_value=pad_value, output_axes=output_axes,
+            cache_bytes=cache_bytes,
+        )
+        self.plans = self._make_plans(plans)
+        sizes = np.array([len(p) for p in self.plans], np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)])
+        # Consecutive runs of one chunk, over all images: the unit of locality.
+        runs = [np.diff(np.flatnonzero(np.diff(p.chunk_ids, prepend=-1, append=-1))) for p in self.plans]
+        self._chunk_sizes = np.concatenate(runs).astype(np.int64) if runs else np.zeros(0, np.int64)
+        self._fingerprint = config_fingerprint(
+            plans=tuple(_plan_digest(p) for p in self.plans),
+            images=tuple(
+                (k, tuple(c[k].shape), str(c[k].dtype), c[k].axes) for c in self.collections for k in c
+            ),
+            shuffle=shuffle, draw_same_chunk=draw_same_chunk, window=shuffle_window,
+        )
+
+    def _make_plans(self, plans: Sequence[PatchPlan] | None) -> list[PatchPlan]:
+        if plans is None:
+            if self.sampler is None:
+                return [whole_image_plan(c) for c in self.collections]
+            if not hasattr(self.sampler, "plan"):
+                raise TypeError(f"sampler must be a PatchSampler or None, got {self.sampler!r}")
+            return [self.sampler.plan(c) for c in self.collections]
+        plans = list(plans)
+        if len(plans) != len(self.collections) or not all(isinstance(p, PatchPlan) for p in plans):
+            raise ZarrsampleError(
+                f"plans must hold one PatchPlan per collection ({len(self.collections)}), got {len(plans)}"
+            )
+        for i, (plan, coll) in enumerate(zip(plans, self.collections)):
+            shape = coll.spatial_extent(coll.reference_name, plan.spatial_axes)
+            if tuple(shape) != tuple(plan.image_shape):
+                raise ZarrsampleError(
+                    f"plans[{i}] was made for an image of shape {plan.image_shape} along "
+                    f"{plan.spatial_axes!r}, but collection {i} has {tuple(shape)}"
+                )
+        return plans
+
+    def __repr__(self) -> str:
+        return (
+            f"PatchDataset({len(self.collections)} images, {len(self)} patches, shuffle={self.shuffle}, "
+            f"seed={self.seed}, draw_same_chunk={self.draw_same_chunk}, "
+            f"shuffle_window={self.shuffle_window})"
+        )
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def __getitem__(self, index: int) -> Any:
+        if isinstance(index, bool) or not isinstance(index, Integral):
+            raise TypeError(f"index must be an int, got {index!r}")
+        n = len(self)
+        i = int(index) + n if index < 0 else int(index)
+        if not 0 <= i < n:
+            raise IndexError(f"index {index} is out of range for a dataset of {n} patches")
+        return self._sample(i)
+
+    def _window(self, i: int) -> tuple[int, PatchPlan, np.ndarray, np.ndarray]:
+        k = int(np.searchsorted(self._offsets, i, side="right")) - 1
+        plan = self.plans[k]
+        topleft = plan.toplefts[i - self._offsets[k]]
+        pad = np.asarray(plan.pad, np.int64)
+        return k, plan, topleft - pad, topleft + np.asarray(plan.patch_size, np.int64) + pad
+
+    def _sample(self, i: int) -> Any:
+        k, plan, start, stop = self._window(i)
+        sample: Sample = self.reader.read(
+            self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k
+        )
+        if self.return_positions:
+            sample["position"] = np.stack([start, stop], axis=1)
+            sample["image_index"] = k
+        return sample if self.transform is None else self.transform(sample)
+
+    def _prefetch(self, i: int) -> None:
+        k, plan, start, stop = self._window(i)
+        self.reader.prefetch(self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k)
+
+    def stats(self) -> dict[str, int]:
+        """Reader counters: ``chunk_reads``, ``cache_hits``, ``evictions``, ``cached_bytes``."""
+        return self.reader.stats()
+
+    def order(self, epoch: int = 0) -> np.ndarray:
+        """The whole epoch's patch order (before sharding), ``(len(self),)`` int64."""
+        return epoch_order(
+            self._chunk_sizes, seed=self.seed, epoch=_check_int(epoch, "epoch"), shuffle=self.shuffle,
+            draw_same_chunk=self.draw_same_chunk, shuffle_window=self.shuffle_window,
+        )
+
+    def epoch(
+        self,
+        epoch: int | None = None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        worker: int = 0,
+        num_workers: int = 1,
+        drop_remainder: bool = False,
+        state: Mapping[str, int] | None = None,
+    ) -> EpochIterator:
+        """An iterator over this shard's samples of one epoch.
+
+        Parameters
+        ----------
+        epoch : int, optional
+            Epoch number (default 0, or the epoch saved in ``state``).
+        rank, world_size : int
+            This process's place among the data-parallel ranks.
+        worker, num_workers : int
+            This reader's place among the rank's loader workers.
+        drop_remainder : bool
+            Equal counts per rank by dropping the tail of the epoch order
+            (True) or by repeating patches from its start (False).
+        state : dict, optional
+            An ``iterator.state()`` to resume from.
+
+        Raises
+        ------
+        ZarrsampleError
+            ``state`` comes from another configuration (the message names
+            what differs), or ``epoch`` disagrees with it.
+        """
+        config = dict(
+            world_size=_check_int(world_size, "world_size", 1), rank=_check_int(rank, "rank"),
+            num_workers=_check_int(num_workers, "num_workers", 1), worker=_check_int(worker, "worker"),
+            drop_remainder=int(drop_remainder), seed=self.seed, n_patches=len(self),
+            shuffle=int(self.shuffle), fingerprint=self._fingerprint,
+        )
+        position = 0
+        if state is not None:
+            saved_epoch, position = check_state(state, expected=config)
+            if epoch is not None and epoch != saved_epoch:
+                raise ZarrsampleError(f"epoch={epoch} but the state was saved in epoch {saved_epoch}")
+            epoch = saved_epoch
+        epoch = 0 if epoch is None else _check_int(epoch, "epoch")
+        indices = shard(
+            self.order(epoch), rank=config["rank"], world_size=config["world_size"],
+            worker=config["worker"], num_workers=config["num_workers"], drop_remainder=drop_remainder,
+        )
+        if position > len(indices):
+            raise ZarrsampleError(f"state position {position} is past this shard's {len(indices)} patches")
+        return EpochIterator(self, indices, epoch=epoch, position=position, config=config)
+
+
+class EpochIterator(Iterator[Any]):
+    """One shard's samples of one epoch; :meth:`state` saves the position.
+
+    Create with :meth:`PatchDataset.epoch`. ``len()`` is the shard's size.
+    """
+
+    def __init__(
+        self, dataset: PatchDataset, indices: np.ndarray, *, epoch: int, position: int, config: dict
+    ) -> None:
+        self.dataset = dataset
+        self.indices = indices
+        self.epoch = epoch
+        self.position = position
+        self._config = config
+        self._prefetched = position
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> EpochIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self.position >= len(self.indices):
+            raise StopIteration
+        ahead = min(len(self.indices), self.position + 1 + self.dataset.prefetch)
+        if self.dataset.prefetch:
+            for j in self.indices[max(self._prefetched, self.position + 1) : ahead].tolist():
+                self.dataset._prefetch(j)
+            self._prefetched = max(self._prefetched, ahead)
+        sample = self.dataset._sample(int(self.indices[self.position]))
+        self.position += 1
+        return sample
+
+    def state(self) -> dict[str, int]:
+        """A small dict of ints to resume from (``PatchDataset.epoch(state=...)``)."""
+        return make_state(epoch=self.epoch, position=self.position, **self._config)
