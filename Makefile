@@ -26,15 +26,18 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/plan.py
 	$(PY) benchmarks/poisson.py
+	$(PY) benchmarks/throughput.py
 
-$(REF_STAMP):
+$(REF_STAMP): benchmarks/reference-constraints.txt
 	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
 	$(REF_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(REF_VENV)/bin/python -m pip install --quiet 'zarrdataset==0.2.2' 'zarr<3' psutil
+	$(REF_VENV)/bin/python -m pip install --quiet -c benchmarks/reference-constraints.txt zarrdataset psutil
 	touch $(REF_STAMP)
 
+# Same workloads through both libraries, side by side; FULL=1 adds 32768^2 and
+# 65536^2 (minutes; the reference hits MemoryError at 65536^2).
 bench-compare: $(STAMP) $(REF_STAMP)
-	$(PY) benchmarks/compare.py --reference-python $(REF_VENV)/bin/python
+	$(PY) benchmarks/compare.py --reference-python $(REF_VENV)/bin/python $(if $(FULL),--full)
 
 clean:
 	rm -rf $(VENV) $(REF_VENV) *.egg-info .pytest_cache .hypothesis

@@ -66,3 +66,25 @@ def emit(**fields: object) -> None:
 
 def threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+
+
+def write_smooth_image(path: str, zarr_format: int = 3, shape=(3, 8192, 8192), chunks=(3, 1024, 1024)) -> None:
+    """Smooth uint8 content (sines), zstd, written one chunk row at a time."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    if zarr_format == 3:
+        compressors = ZstdCodec(level=3)
+    else:
+        from numcodecs import Zstd
+
+        compressors = Zstd(level=3)
+    array = zarr.create_array(
+        store=path, shape=shape, chunks=chunks, dtype="uint8", compressors=compressors,
+        zarr_format=zarr_format,
+    )
+    x = np.arange(shape[2], dtype=np.float32)
+    for row in range(0, shape[1], chunks[1]):
+        y = np.arange(row, min(row + chunks[1], shape[1]), dtype=np.float32)[:, None]
+        band = np.stack([128 + 60 * np.sin(y / 97 + c) + 60 * np.cos(x / 131 - c) for c in range(shape[0])])
+        array[:, row : row + chunks[1], :] = band.astype(np.uint8)

@@ -1,0 +1,464 @@
+"""Planning side by side: zarrsample against zarrdataset 0.2.2 on the same workloads.
+
+Usage::
+
+    python benchmarks/compare.py --reference-python .venv-ref/bin/python [--full] [--case NAME]
+
+For every case (see ``reference_runner.CASES``; ``--full`` adds 32768^2 and
+65536^2) both libraries run in their own subprocess, so each peak RSS is the
+case's own: ours in this interpreter, the reference as
+``reference_runner.py --case NAME`` in the reference venv (with a timeout and
+an address-space cap). Prints one JSON line per case: the reference's time
+(``compute_chunks`` + ``compute_patches`` over every chunk) and peak RSS, ours
+(``plan`` and the same ``compute_chunks`` + ``compute_patches`` surface), the
+speed ratio, and whether the patch sets agree; both are also checked against
+a naive exact-coverage oracle, and every difference is explained by a small
+probe run through both libraries (``why``). Then one summary line.
+Scratch files go to a temporary directory; nothing is written in the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.dont_write_bytecode = True  # write nothing inside the repository
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_runner import AXES, CASES, Case, StagePeak, _pattern_stats  # noqa: E402
+from workloads import best_of, emit  # noqa: E402
+
+RUNNER = Path(__file__).with_name("reference_runner.py")
+EXAMPLES = 5
+
+
+# -- our side (one case per subprocess) -------------------------------------------
+
+
+def _our_collection(image_shape, chunks, mask):
+    import zarr
+    from zarr.storage import MemoryStore
+
+    from zarrsample_core import ImageCollection, open_image
+
+    # Metadata only: no chunk is ever written or read for the image.
+    array = zarr.create_array(store=MemoryStore(), shape=image_shape, chunks=chunks, dtype="uint8")
+    return ImageCollection({"images": open_image(array, axes="CYX"), "masks": open_image(mask, axes=AXES)},
+                           spatial_axes=AXES)
+
+
+def _our_sampler(kind: str, patch: int, *, stride=None, min_area=0.5):
+    if kind == "grid":
+        from zarrsample_core import PatchSampler
+
+        return PatchSampler(patch, stride=stride, min_area=min_area, spatial_axes=AXES)
+    from zarrsample_core import BlueNoisePatchSampler
+
+    return BlueNoisePatchSampler(patch, stride=stride, min_area=min_area, spatial_axes=AXES, seed=0)
+
+
+def _our_patches(sampler, collection) -> tuple[int, np.ndarray]:
+    """Chunk count and top-lefts ``(n, 2)`` from compute_chunks + compute_patches."""
+    chunks = sampler.compute_chunks(collection)
+    starts = [[p[a].start + sampler.pad[a] for a in AXES]
+              for chunk in chunks for p in sampler.compute_patches(collection, chunk)]
+    return len(chunks), np.asarray(starts, dtype=np.int64).reshape(-1, 2)
+
+
+def run_ours(name: str, toplefts_path: str) -> None:
+    case = CASES[name]
+    collection = _our_collection(case.image_shape, case.chunks, case.mask())
+    make = lambda: _our_sampler(case.sampler, case.patch, stride=case.stride, min_area=case.min_area)  # noqa: E731
+    try:
+        make()
+    except ImportError as exc:
+        emit(case=name, error=f"ImportError: {exc}")
+        return
+    rss = StagePeak()
+    t0 = time.perf_counter()
+    make().plan(collection)
+    first = time.perf_counter() - t0
+    plan_s, plan = best_of(lambda: make().plan(collection), repeat=3)
+    t0 = time.perf_counter()
+    chunks, toplefts = _our_patches(make(), collection)
+    compute_s = time.perf_counter() - t0
+    np.save(toplefts_path, toplefts)
+    emit(case=name, chunks=chunks, patches=len(toplefts), plan_seconds=round(plan_s, 4),
+         plan_first_seconds=round(first, 4), compute_seconds=round(compute_s, 4),
+         plan_equals_patches=bool(np.array_equal(np.asarray(plan.toplefts), toplefts)),
+         **rss.fields())
+
+
+# -- naive exact oracle ---------------------------------------------------------------
+
+
+def exact_coverage(mask: np.ndarray, divisor: int, toplefts: np.ndarray, patch: int) -> np.ndarray:
+    """Image pixels of each window ``[tl, tl + patch)^2`` that the mask covers.
+
+    Mask pixel ``(i, j)`` covers image pixels ``[i d, (i + 1) d) x [j d, (j + 1) d)``;
+    per window, a weight per mask row and column (its overlap with the window)
+    and one small product. Deliberately naive: independent of both libraries.
+    """
+    toplefts = np.asarray(toplefts, dtype=np.int64).reshape(-1, 2)
+    out = np.zeros(len(toplefts), dtype=np.int64)
+    k = np.arange(patch // divisor + 2)
+    for b in range(0, len(toplefts), 4096):
+        t = toplefts[b : b + 4096]
+        weights, index = [], []
+        for ax in range(2):
+            a = t[:, ax : ax + 1]
+            i = a // divisor + k
+            w = np.minimum((i + 1) * divisor, a + patch) - np.maximum(i * divisor, a)
+            inside = (i >= 0) & (i < mask.shape[ax])
+            weights.append(np.where(inside, np.clip(w, 0, None), 0))
+            index.append(np.clip(i, 0, mask.shape[ax] - 1))
+        m = mask[index[0][:, :, None], index[1][:, None, :]].astype(np.int64)
+        out[b : b + len(t)] = np.einsum("ni,nij,nj->n", weights[0], m, weights[1])
+    return out
+
+
+def _keys(toplefts: np.ndarray) -> np.ndarray:
+    t = np.asarray(toplefts, dtype=np.int64).reshape(-1, 2)
+    return (t[:, 0] << 32) + t[:, 1]
+
+
+def _rows(keys: np.ndarray) -> np.ndarray:
+    return np.stack([keys >> 32, keys & 0xFFFFFFFF], axis=-1)
+
+
+def _threshold(case: Case) -> int:
+    return int(np.ceil(case.min_area * case.patch**2)) if case.min_area < 1 else int(np.ceil(case.min_area))
+
+
+def _examples(mask, case, rows) -> list:
+    rows = rows[:EXAMPLES]
+    cover = exact_coverage(mask, case.mask_divisor, rows, case.patch)
+    return [{"topleft": r, "exact_coverage_px": int(c)} for r, c in zip(rows.tolist(), cover.tolist())]
+
+
+def grid_agreement(case: Case, mask: np.ndarray, ours: np.ndarray, ref: np.ndarray) -> dict:
+    """Patch sets of both libraries and of the exact oracle (every grid top-left)."""
+    stride = case.stride or case.patch
+    starts = np.arange(0, case.size - case.patch + 1, stride)
+    grid = np.stack(np.meshgrid(starts, starts, indexing="ij"), -1).reshape(-1, 2)
+    exact = grid[exact_coverage(mask, case.mask_divisor, grid, case.patch) >= _threshold(case)]
+    k_ours, k_ref, k_exact = (np.unique(_keys(t)) for t in (ours, ref, exact))
+    only_ours = _rows(np.setdiff1d(k_ours, k_ref))
+    only_ref = _rows(np.setdiff1d(k_ref, k_ours))
+    thr = _threshold(case)
+    cov_ours = exact_coverage(mask, case.mask_divisor, only_ours, case.patch)
+    cov_ref = exact_coverage(mask, case.mask_divisor, only_ref, case.patch)
+    outside = np.any(only_ref + case.patch > case.size, axis=1)
+    return dict(
+        equal=bool(len(only_ours) == len(only_ref) == 0),
+        reference_patches=len(ref), reference_unique=len(k_ref), ours_patches=len(ours),
+        common=len(np.intersect1d(k_ours, k_ref)), only_ours=len(only_ours), only_reference=len(only_ref),
+        exact_patches=len(k_exact),
+        ours_equals_exact=bool(np.array_equal(k_ours, k_exact)) and len(k_ours) == len(ours),
+        reference_equals_exact=bool(np.array_equal(k_ref, k_exact)),
+        only_ours_at_threshold=int((cov_ours == thr).sum()),
+        only_ours_above_threshold=int((cov_ours > thr).sum()),
+        only_reference_outside_image=int(outside.sum()),
+        only_reference_below_threshold=int((~outside & (cov_ref < thr)).sum()),
+        only_reference_passing=int((~outside & (cov_ref >= thr)).sum()),
+        threshold_px=thr,
+        examples_only_ours=_examples(mask, case, only_ours),
+        examples_only_reference=_examples(mask, case, only_ref),
+    )
+
+
+def overlapping_pairs(toplefts: np.ndarray, patch: int) -> int:
+    """Pairs of ``patch``-sided windows that share a pixel (blocks of rows)."""
+    t = np.asarray(toplefts, dtype=np.int64).reshape(-1, 2)
+    pairs = 0
+    for b in range(0, len(t), 1024):
+        d = np.abs(t[b : b + 1024, None, :] - t[None, :, :])
+        hit = np.all(d < patch, axis=-1)
+        pairs += int(hit.sum()) - min(1024, len(t) - b)  # drop self pairs
+    return pairs // 2
+
+
+def bluenoise_agreement(case: Case, mask: np.ndarray, ours: np.ndarray, ref: np.ndarray) -> dict:
+    """Positions are random: compare counts, overlaps and the min_area test."""
+    thr = _threshold(case)
+    out = {}
+    for side, t in (("reference", ref), ("ours", ours)):
+        cover = exact_coverage(mask, case.mask_divisor, t, case.patch)
+        out[side] = dict(
+            patches=len(t), overlapping_pairs=overlapping_pairs(t, case.patch),
+            min_distance=_pattern_stats(t, case.patch)["min_distance"] if len(t) > 1 else None,
+            fraction_min_area=round(float((cover >= thr).mean()), 4) if len(t) else None,
+            outside_image=int(np.any(t + case.patch > case.size, axis=1).sum()),
+            examples=[{"topleft": r, "exact_coverage_px": int(c)}
+                      for r, c in zip(t[:EXAMPLES].tolist(), cover[:EXAMPLES].tolist())],
+        )
+    out["threshold_px"] = thr
+    return out
+
+
+# -- probes: the same small examples through our side -------------------------------
+
+
+def our_probes() -> dict:
+    out: dict = {}
+    half = np.zeros((16, 16), bool)
+    half[:8] = True
+    coll = _our_collection((3, 256, 256), (3, 256, 256), half)
+    plan = _our_sampler("grid", 256).plan(coll)
+    out["half_covered"] = dict(patches=len(plan), coverage_px=plan.coverage.tolist())
+    coll = _our_collection((3, 512, 512), (3, 512, 512), np.ones((32, 32), bool))
+    stride = {}
+    for area in (0.5, 0.2):
+        _, t = _our_patches(_our_sampler("grid", 256, stride=128, min_area=area), coll)
+        stride[f"min_area_{area}"] = dict(patches=len(t), outside_image=int(np.any(t + 256 > 512, axis=1).sum()))
+    out["stride_cell"] = stride
+    try:
+        coll = _our_collection((3, 1024, 1024), (3, 1024, 1024), np.ones((64, 64), bool))
+        _, t = _our_patches(_our_sampler("bluenoise", 256), coll)
+        out["bluenoise_pattern"] = _pattern_stats(t, 256)
+        coll = _our_collection((3, 4096, 4096), (3, 1024, 1024), np.ones((256, 256), bool))
+        _, t = _our_patches(_our_sampler("bluenoise", 256), coll)
+        counts = np.zeros((4, 4), np.int64)
+        np.add.at(counts, tuple((t // 1024).T), 1)
+        out["bluenoise_offset"] = dict(per_tile=counts.tolist())
+        single = np.zeros((64, 64), bool)
+        single[0, 0] = True
+        _, t = _our_patches(_our_sampler("bluenoise", 256), _our_collection((3, 1024, 1024), (3, 1024, 1024), single))
+        out["bluenoise_min_area"] = dict(patches=len(t))
+    except ImportError as exc:
+        out["bluenoise_error"] = f"ImportError: {exc}"
+    return out
+
+
+# -- explanations: each tied to a probe result or a measured count -----------------------
+
+
+def explain_grid(case: Case, agree: dict, ref: dict, ours: dict, probes: dict) -> list[str]:
+    why = []
+    rp, op = probes["reference"], probes["ours"]
+    half, stride = rp["half_covered"], rp["stride_cell"]
+    strided = bool(case.stride and case.stride < case.patch)
+    if agree["only_ours_at_threshold"] and not strided:
+        ok = half["reference_coverage_px"] < half["exact_coverage_px"] and op["half_covered"]["patches"] == 1
+        why.append(
+            f"{'confirmed' if ok else 'NOT confirmed'} float32 + 1e-4 fudge + rounding: "
+            f"{agree['only_ours_at_threshold']} patch(es) only in ours have exact coverage exactly min_area "
+            f"({agree['threshold_px']} of {case.patch ** 2} px). The reference shrinks every mask pixel's "
+            f"footprint by (1 - 1e-4) in float32 and rounds the sum: for a 256^2 image whose 16x16 mask covers "
+            f"exactly the top half it computes {half['reference_coverage_px']} px instead of "
+            f"{half['exact_coverage_px']} and returns {half['patches']} patch(es) at min_area=0.5 "
+            f"(ours {op['half_covered']['patches']}, coverage {op['half_covered']['coverage_px']}); "
+            f"so it drops every patch that sits exactly at min_area.")
+    if agree["only_ours_above_threshold"] or (strided and agree["only_ours"]):
+        if strided:
+            ok = stride["reference_coverage_px"] <= case.stride**2 and stride["patches_min_area_0_5"] == 0
+            why.append(
+                f"{'confirmed' if ok else 'NOT confirmed'} stride < patch measures the stride cell: "
+                f"all {agree['only_ours']} patch(es) only in ours pass min_area ({agree['only_ours_at_threshold']} "
+                f"exactly at it, the rest above). "
+                f"The reference sizes its coverage windows by the stride, not the patch: on a fully covered 512^2 "
+                f"image (patch 256, stride 128) it computes {stride['reference_coverage_px']} px for the top-left "
+                f"patch (a 128^2 stride cell shrunk by the fudge; the 256^2 window has 65536 px), so min_area=0.5 "
+                f"({agree['threshold_px']} px) can never pass: {stride['patches_min_area_0_5']} patches there "
+                f"(ours {op['stride_cell']['min_area_0.5']['patches']}). At min_area=0.2 it returns "
+                f"{stride['patches_min_area_0_2']} patches, {stride['outside_image_min_area_0_2']} of them "
+                f"sticking out of the 512-pixel image (top-left 384 + 256 = 640); ours returns "
+                f"{op['stride_cell']['min_area_0.2']['patches']}, "
+                f"{op['stride_cell']['min_area_0.2']['outside_image']} outside.")
+        else:
+            why.append(f"UNEXPLAINED: {agree['only_ours_above_threshold']} patch(es) only in ours pass min_area "
+                       f"by more than the threshold, e.g. {agree['examples_only_ours']}")
+    if agree["only_reference_outside_image"]:
+        why.append(f"{agree['only_reference_outside_image']} patch(es) only in the reference stick out of the "
+                   f"image: it places floor(chunk extent / stride) top-lefts per chunk, ignoring the patch size.")
+    if agree["only_reference_below_threshold"]:
+        why.append(f"{agree['only_reference_below_threshold']} patch(es) only in the reference have exact "
+                   f"coverage below min_area, e.g. {agree['examples_only_reference']}")
+    if agree["only_reference_passing"]:
+        why.append(f"OURS MISSES {agree['only_reference_passing']} patch(es) that pass min_area exactly: "
+                   f"{agree['examples_only_reference']}")
+    if ref.get("empty_chunks"):
+        why.append(
+            f"measured compute_chunks difference (no effect on the patch set): the reference keeps every chunk tile the mask "
+            f"touches (rounded coverage >= 1 px), {ref['empty_chunks']} of its {ref['chunks']} tiles then give "
+            f"no patch; ours returns only the {ours['chunks']} tiles that hold a samplable patch.")
+    if agree["reference_unique"] != agree["reference_patches"]:
+        why.append(f"the reference returns {agree['reference_patches'] - agree['reference_unique']} duplicate patches")
+    return why
+
+
+def explain_bluenoise(case: Case, agree: dict, probes: dict) -> list[str]:
+    rp, op = probes["reference"], probes["ours"]
+    pat = rp["bluenoise_pattern"]
+    no, yes = pat["allow_overlap_False"], pat["allow_overlap_True"]
+    offset, single = rp["bluenoise_offset"], rp["bluenoise_min_area"]
+    why = []
+    ok = no["seed_0"]["overlapping_pairs"] > 0 and no["min_distance_all_seeds"] >= case.patch
+    ours_pat = op.get("bluenoise_pattern", {})
+    why.append(
+        f"{'confirmed' if ok else 'NOT confirmed'} radius sqrt(2) too small: without allow_overlap the "
+        f"reference draws its Poisson-disk pattern with radius = patch side ({case.patch}); two {case.patch}^2 "
+        f"windows are disjoint only when |dy| or |dx| >= {case.patch}, which needs radius {case.patch}*sqrt(2) "
+        f"~ {case.patch * 2 ** 0.5:.0f}. Its seed-0 pattern for a 1024^2 tile has {no['seed_0']['overlapping_pairs']} "
+        f"overlapping pairs (e.g. {no['seed_0']['example']}), {no['seeds_with_overlap']} of {no['seeds']} seeds "
+        f"overlap; with allow_overlap=True it uses the larger radius (min distance {yes['min_distance_all_seeds']}, "
+        f"{yes['seeds_with_overlap']} seeds overlap): the two settings are swapped. Ours on the same tile: "
+        f"{ours_pat.get('overlapping_pairs')} overlapping pairs, min distance {ours_pat.get('min_distance')}; "
+        f"in this case {agree['reference']['overlapping_pairs']} (reference) vs {agree['ours']['overlapping_pairs']} "
+        f"(ours) overlapping pairs.")
+    tiles16, tiles4 = offset["mask_1/16"]["per_tile"], offset["mask_1/4"]["per_tile"]
+    ok = tiles16 == tiles4 and sum(map(sum, tiles16)) < offset["mask_1/16"]["pattern_points"] * 16
+    why.append(
+        f"{'confirmed' if ok else 'NOT confirmed'} chunk offset, not mask scale: the reference compares "
+        f"chunk-relative pattern positions with absolute mask coordinates (its blue-noise _compute_valid_toplefts "
+        f"never subtracts the chunk's top-left, unlike _compute_grid), so only tiles near the image origin get "
+        f"patches. A fully covered 4096^2 image (4x4 tiles of 1024, {offset['mask_1/16']['pattern_points']}-point "
+        f"pattern) gets per-tile counts {tiles16} with a 1/16 mask and {tiles4} with a 1/4 mask (ours "
+        f"{op.get('bluenoise_offset', {}).get('per_tile')}). With the tissue mask, whose ellipses are centred in "
+        f"the middle 60% of the image, that leaves {agree['reference']['patches']} patch(es) at {case.size}^2 "
+        f"(ours {agree['ours']['patches']}); a mask with no tissue near the origin gets zero.")
+    ok = single["patches"] > 0
+    why.append(
+        f"{'confirmed' if ok else 'NOT confirmed'} no min_area test: a position is kept when any mask-pixel "
+        f"corner lies above-left of position + 1.5 patch (a one-sided 'dist < patch', no abs, min_area unused). "
+        f"A 1024^2 image whose 64x64 mask has only pixel (0, 0) set (256 px) gets {single['patches']} patches "
+        f"(ours {op.get('bluenoise_min_area', {}).get('patches')}); in this case "
+        f"{agree['reference']['fraction_min_area']} of the reference's patches and "
+        f"{agree['ours']['fraction_min_area']} of ours cover >= min_area exactly.")
+    return why
+
+
+def memory_why(case: Case, mask: np.ndarray, ref: dict) -> list[str]:
+    """Ties the reference's MemoryError to the matrix its source builds."""
+    corners = 4 * int(mask.sum())
+    lines = case.size // case.chunk + 2  # -inf, one per chunk row, the end
+    shape = re.search(r"shape \((\d+), (\d+)\)", ref.get("message", ""))
+    ok = shape is not None and (int(shape[1]), int(shape[2])) == (corners, lines)
+    return [
+        f"{'confirmed' if ok else 'NOT confirmed'} MemoryError at {case.size}^2: the reference failed in "
+        f"{ref['stage']} after {ref['seconds_until_error']} s (peak RSS {ref['peak_rss_mb']} MB, "
+        f"address-space cap {ref['memory_limit_mb']} MB, set by compare.py to protect the machine): "
+        f"'{ref['message']}'. Its _compute_overlap compares every corner of every set mask pixel "
+        f"({corners} = 4 x {corners // 4}) with every chunk-grid line ({lines}) as one int64 matrix, "
+        f"{corners * lines * 8 / 2**30:.1f} GiB per axis, and would then run a Python list.index per corner."
+    ]
+
+
+# -- orchestration ------------------------------------------------------------------------
+
+
+def _run_json(cmd: list[str], timeout: float) -> dict:
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": "timeout", "timeout_seconds": timeout, "seconds": round(time.perf_counter() - t0, 1)}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": f"exit {proc.returncode}", "stderr": proc.stderr[-2000:]}
+    return json.loads(lines[-1])
+
+
+def compare_case(name: str, args, probes: dict) -> dict:
+    case = CASES[name]
+    with tempfile.TemporaryDirectory(prefix="zarrsample-compare-") as tmp:
+        ours_path, ref_path = f"{tmp}/ours.npy", f"{tmp}/reference.npy"
+        ours = _run_json([sys.executable, "-B", __file__, "--ours", name, "--toplefts", ours_path], args.timeout)
+        ref = _run_json([args.reference_python, "-B", str(RUNNER), "--case", name, "--toplefts", ref_path,
+                         "--memory-limit-mb", str(args.reference_memory_limit_mb)], args.timeout)
+        ours_t = np.load(ours_path) if "error" not in ours else None
+        ref_t = np.load(ref_path) if "error" not in ref else None
+    ref.pop("toplefts", None)
+    for side in (ref, ours):
+        side.pop("case", None)
+        if side.get("stage_peak_rss_mb") is not None and side.get("rss_at_start_mb") is not None:
+            side["stage_rss_growth_mb"] = round(side["stage_peak_rss_mb"] - side["rss_at_start_mb"], 1)
+    mask = case.mask()
+    line = dict(case=name, image_shape=list(case.image_shape), chunks=list(case.chunks),
+                mask_shape=list(case.mask_shape), mask_fraction=round(float(mask.mean()), 4),
+                sampler=case.sampler, patch=case.patch, stride=case.stride or case.patch,
+                min_area=case.min_area, reference=ref, ours=ours)
+    if "seconds" in ref and "compute_seconds" in ours:
+        line["speedup"] = round(ref["seconds"] / max(ours["compute_seconds"], 1e-9), 1)
+        line["speedup_plan"] = round(ref["seconds"] / max(ours["plan_seconds"], 1e-9), 1)
+    if "peak_rss_mb" in ref and "peak_rss_mb" in ours:
+        line["peak_rss_ratio"] = round(ref["peak_rss_mb"] / ours["peak_rss_mb"], 2)
+    if ref.get("stage_rss_growth_mb") is not None and ours.get("stage_rss_growth_mb") is not None:
+        line["stage_rss_growth_ratio"] = round(ref["stage_rss_growth_mb"] / max(ours["stage_rss_growth_mb"], 0.1), 1)
+    if ours_t is None or ref_t is None:
+        line["agreement"] = None
+        line["why"] = memory_why(case, mask, ref) if ref.get("error") == "MemoryError" else [
+            f"no comparison: reference {ref.get('error', 'ok')}, ours {ours.get('error', 'ok')}"]
+        if ours_t is not None and case.sampler == "grid":
+            agree = grid_agreement(case, mask, ours_t, np.zeros((0, 2), np.int64))
+            line["ours_equals_exact"] = agree["ours_equals_exact"]
+    elif case.sampler == "grid":
+        line["agreement"] = agree = grid_agreement(case, mask, ours_t, ref_t)
+        line["why"] = explain_grid(case, agree, ref, ours, probes)
+    else:
+        line["agreement"] = agree = bluenoise_agreement(case, mask, ours_t, ref_t)
+        line["why"] = explain_bluenoise(case, agree, probes)
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference-python", help="python of the venv with zarrdataset 0.2.2 (.venv-ref)")
+    parser.add_argument("--full", action="store_true", help="also the 32768^2 and 65536^2 cases (minutes)")
+    parser.add_argument("--case", choices=sorted(CASES), help="run only this case")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per subprocess")
+    parser.add_argument("--reference-memory-limit-mb", type=int, default=8192,
+                        help="address-space cap of the reference subprocess (0 = none)")
+    parser.add_argument("--ours", choices=sorted(CASES), help=argparse.SUPPRESS)
+    parser.add_argument("--toplefts", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ours:
+        run_ours(args.ours, args.toplefts)
+        return
+    if not args.reference_python:
+        parser.error("--reference-python is required (make bench-compare builds .venv-ref)")
+    if not Path(args.reference_python).is_file():
+        parser.error(f"--reference-python {args.reference_python!r} does not exist (run make bench-compare)")
+    names = [args.case] if args.case else [n for n, c in CASES.items() if args.full or not c.full]
+    probes = {"reference": _run_json([args.reference_python, "-B", str(RUNNER), "--probes"], args.timeout)
+              .get("probes"), "ours": our_probes()}
+    lines = []
+    for name in names:
+        lines.append(compare_case(name, args, probes))
+        emit(**lines[-1])
+    emit(**summary(lines, probes))
+
+
+def summary(lines: list[dict], probes: dict) -> dict:
+    """One line: the speed table, the agreement flags, each explanation's label."""
+    table = []
+    for line in lines:
+        ref, ours, agree = line["reference"], line["ours"], line.get("agreement") or {}
+        table.append(dict(
+            case=line["case"], reference_seconds=ref.get("seconds"), reference_error=ref.get("error"),
+            ours_compute_seconds=ours.get("compute_seconds"), ours_plan_seconds=ours.get("plan_seconds"),
+            speedup=line.get("speedup"), speedup_plan=line.get("speedup_plan"),
+            reference_peak_rss_mb=ref.get("peak_rss_mb"), ours_peak_rss_mb=ours.get("peak_rss_mb"),
+            reference_stage_rss_growth_mb=ref.get("stage_rss_growth_mb"),
+            ours_stage_rss_growth_mb=ours.get("stage_rss_growth_mb"),
+            patch_sets_equal=agree.get("equal"), reference_patches=ref.get("patches"),
+            ours_patches=ours.get("patches"),
+            ours_equals_exact=agree.get("ours_equals_exact", line.get("ours_equals_exact")),
+        ))
+    labels = {}
+    for line in lines:
+        for text in line.get("why", []):
+            labels.setdefault(text.split(":")[0], line["case"])
+    return dict(summary=True, cases=table, explanations=[f"{k} (see {v})" for k, v in labels.items()],
+                probes=probes)
+
+
+if __name__ == "__main__":
+    main()
