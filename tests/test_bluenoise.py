@@ -1,8 +1,8 @@
 """Tests for ``poisson_disk_positions`` (zarrsample_core._bluenoise).
 
 The reference for the distance rule is a deliberately naive all-pairs
-computation that uses the documented formula: ``d2 = (d0*d0 + d1*d1) + d2*d2``
-with ``dk = a[k] - b[k]`` in float64, compared as ``d2 >= radius * radius``.
+computation that uses the documented formula: ``sq = (d0*d0 + d1*d1) + d2*d2``
+with ``dk = a[k] - b[k]`` in float64, compared as ``sq >= radius * radius``.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ KNOWN_2D = (54, "2862be6249e0c0fd")
 
 
 def naive_min_squared_distance(points: np.ndarray) -> float:
-    """Smallest ``d2`` over all pairs, with the documented left-to-right sum."""
+    """Smallest ``sq`` over all pairs, with the documented left-to-right sum."""
     n, dim = points.shape
     if n < 2:
         return math.inf
     diff = points[:, None, 0] - points[None, :, 0]
-    d2 = diff * diff
+    sq = diff * diff
     for k in range(1, dim):
         diff = points[:, None, k] - points[None, :, k]
-        d2 = d2 + diff * diff
-    return float(d2[~np.eye(n, dtype=bool)].min())
+        sq = sq + diff * diff
+    return float(sq[~np.eye(n, dtype=bool)].min())
 
 
 @st.composite

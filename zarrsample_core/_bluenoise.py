@@ -27,7 +27,7 @@ _MAX_SUBCELLS = 64
 _DARTS = 4
 #: Most darts per cell and iteration once no cell refines (bounds memory for huge ``attempts``).
 _BULK_DARTS = 256
-#: Most grid cells one call may use (about 40 bytes each in 2-D).
+#: Most grid cells one call may use (each costs about 100 bytes while sampling).
 _MAX_CELLS = 2**32
 #: Cells adjacent to a cell on every axis within +-_REACH may hold a conflicting point.
 _REACH = 2
@@ -77,9 +77,9 @@ def poisson_disk_positions(
     Notes
     -----
     **Distance rule.** For any two returned points ``a`` and ``b``, with
-    ``dk = a[k] - b[k]`` in float64, ``d2 = (d0 * d0 + d1 * d1) + d2 * d2``
+    ``dk = a[k] - b[k]`` in float64, ``sq = (d0 * d0 + d1 * d1) + d2 * d2``
     (summed left to right, fewer terms when ``D < 3``) satisfies
-    ``d2 >= r2`` where ``r2 = float(radius) * float(radius)``. No float32,
+    ``sq >= r2`` where ``r2 = float(radius) * float(radius)``. No float32,
     no tolerance. A dart is accepted only if this holds against every stored
     disk that meets its cell; a stored point ``p`` is left out only when the
     same expression evaluated at the point of the (closed, float) cell box
@@ -92,17 +92,17 @@ def poisson_disk_positions(
     ``5**D - 1`` cells within +-2 on every axis can conflict. Each cell gets
     a random priority (a permutation drawn from ``rng``) and cells are
     resolved as if one at a time in that order: each vectorised round
-    resolves every cell whose higher-priority neighbours are all resolved
-    (no two of them conflict), a parallel emulation of sequential dart
-    throwing in the spirit of Wei (2008). Fixed phases (cell index mod 3)
-    would need fewer rounds but fill one phase's cells unconditionally,
-    which leaves a visible period-``3 s`` lattice in the spectrum. A cell is
-    resolved by darts drawn uniformly from its sub-cells that no single
-    neighbouring disk covers; after failures the sub-cells are halved and
-    covered halves dropped (Ebeida et al. 2011), so the free area is found
-    quickly and a cell whose free area vanishes stops at once. A cell also
-    stops after ``attempts`` rejected darts. The sample is maximal up to
-    slivers below the deepest sub-cell size: in 2-D it holds about
+    resolves every cell whose higher-priority neighbours are all resolved,
+    so no two cells of a round conflict (the parallel emulation of a random
+    greedy order of Blelloch et al. 2012). Wei's (2008) fixed phase groups
+    (cell index mod 3) need fewer rounds but fill the first group's cells
+    unconditionally, which leaves a period-``3 s`` lattice in the spectrum.
+    A cell is resolved by darts drawn uniformly from its sub-cells that no
+    single neighbouring disk covers; after failures the sub-cells are halved
+    and covered halves dropped (Ebeida et al. 2011), so the free area is
+    found quickly and a cell whose free area vanishes stops at once. A cell
+    also stops after ``attempts`` rejected darts. The sample is maximal up
+    to slivers below the deepest sub-cell size: in 2-D it holds about
     ``0.72 / radius**2`` points per unit area, against about 0.70 for the
     random sequential adsorption jamming limit, 0.61 for Bridson's annulus
     candidates and 0.83 for scipy's ``hypersphere="surface"`` variant, which
@@ -114,6 +114,7 @@ def poisson_disk_positions(
     slowly with ``C``: about 50 in 2-D and 240 in 3-D for a million cells,
     each with a handful of dart iterations. A 16384 x 16384 box with radius
     16 (two million cells, 750 000 points) takes about 8 s on one core.
+    A larger ``attempts`` costs more only in cells left with slivers.
 
     References
     ----------
@@ -124,6 +125,8 @@ def poisson_disk_positions(
     .. [3] M. S. Ebeida, A. Patney, S. A. Mitchell, A. Davidson, P. M. Knupp,
        J. D. Owens, "Efficient maximal Poisson-disk sampling", ACM
        Transactions on Graphics 30(4), 2011.
+    .. [4] G. E. Blelloch, J. T. Fineman, J. Shun, "Greedy sequential maximal
+       independent set and matching are parallel on average", SPAA 2012.
 
     Examples
     --------
@@ -134,8 +137,8 @@ def poisson_disk_positions(
     >>> bool(((points >= 0) & (points < [100, 50])).all())
     True
     >>> d = points[:, None, :] - points[None, :, :]
-    >>> d2 = d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]
-    >>> bool((d2[~np.eye(len(points), dtype=bool)] >= 8.0 * 8.0).all())
+    >>> sq = d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]
+    >>> bool((sq[~np.eye(len(points), dtype=bool)] >= 8.0 * 8.0).all())
     True
     """
     ext = _check_extent(extent)
@@ -197,7 +200,7 @@ def _squared_norm(v: np.ndarray) -> np.ndarray:
 
 
 def _squared_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The documented distance rule's ``d2`` (broadcasting over leading axes)."""
+    """The documented distance rule's ``sq`` (broadcasting over leading axes)."""
     return _squared_norm(a - b)
 
 
