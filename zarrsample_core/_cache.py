@@ -170,22 +170,50 @@ class ChunkCache:
         chunk before a worker starts on it loads it itself; once a worker
         has started, readers wait for it.
         """
-        with self._lock:
-            if key in self._data or key in self._inflight:
-                return False
-            slot = self._inflight[key] = _Slot(claimed=False)
-        executor.submit(self._run_scheduled, key, slot, load)
-        return True
+        return bool(self.schedule_group([key], lambda: [load()], executor))
 
-    def _run_scheduled(self, key: Hashable, slot: _Slot, load: Callable[[], np.ndarray]) -> None:
+    def schedule_group(
+        self, keys: list[Hashable], load: Callable[[], list[np.ndarray]], executor: Executor
+    ) -> int:
+        """Load several chunks with one call of ``load`` (one array per key).
+
+        Keys already cached or in flight are left alone; if all are, nothing
+        is scheduled. One read of a run of neighbouring chunks lets the
+        storage library decode them concurrently. Returns how many keys
+        were scheduled.
+        """
         with self._lock:
-            if slot.claimed:
-                return
-            slot.claimed = True
+            fresh = [k for k in keys if k not in self._data and k not in self._inflight]
+            slots = {k: _Slot(claimed=False) for k in fresh}
+            self._inflight.update(slots)
+        if slots:
+            executor.submit(self._run_group, keys, slots, load)
+        return len(slots)
+
+    def _run_group(
+        self, keys: list[Hashable], slots: dict[Hashable, _Slot], load: Callable[[], list[np.ndarray]]
+    ) -> None:
+        with self._lock:
+            mine = {k: slot for k, slot in slots.items() if not slot.claimed}
+            for slot in mine.values():
+                slot.claimed = True
+        if not mine:
+            return  # readers took every chunk over
         try:
-            self._fill(key, slot, load)
-        except Exception:  # noqa: BLE001 - a waiting reader re-raises it; others retry
-            pass
+            values = dict(zip(keys, load()))
+        except Exception as exc:  # noqa: BLE001 - a waiting reader re-raises it
+            with self._lock:
+                for key in mine:
+                    self._inflight.pop(key, None)
+            for slot in mine.values():
+                slot.future.set_exception(exc)
+            return
+        with self._lock:
+            for key in mine:
+                self._inflight.pop(key, None)
+                self._store(key, values[key])
+        for key, slot in mine.items():
+            slot.future.set_result(values[key])
 
     def _fill(self, key: Hashable, slot: _Slot, load: Callable[[], np.ndarray]) -> np.ndarray:
         try:

@@ -74,7 +74,10 @@ class PatchDataset:
     transform : callable, optional
         Applied to every sample dict (augmentation hook).
     prefetch : int
-        Patches an epoch iterator reads ahead in background threads (0: off).
+        Patches whose storage chunks an epoch iterator loads ahead (0: off).
+    read_threads : int
+        Threads that load chunks ahead (decoding releases the GIL, so it
+        overlaps with assembling patches and with the consumer's work).
     plans : sequence of PatchPlan, optional
         Precomputed plans (one per collection) instead of planning.
 
@@ -121,7 +124,8 @@ class PatchDataset:
         transform: Callable[[Sample], Any] | None = None,
         output_axes: Mapping[str, str] | None = None,
         cache_bytes: int = 256 * 2**20,
-        prefetch: int = 32,
+        prefetch: int = 256,
+        read_threads: int = 3,
         plans: Sequence[PatchPlan] | None = None,
     ) -> None:
         if isinstance(collections, ImageCollection):
@@ -146,7 +150,7 @@ class PatchDataset:
         self.prefetch = _check_int(prefetch, "prefetch")
         self.reader = PatchReader(
             padding_mode=padding_mode, pad_value=pad_value, output_axes=output_axes,
-            cache_bytes=cache_bytes,
+            cache_bytes=cache_bytes, prefetch_workers=_check_int(read_threads, "read_threads"),
         )
         self.plans = self._make_plans(plans)
         sizes = np.array([len(p) for p in self.plans], np.int64)
@@ -219,9 +223,16 @@ class PatchDataset:
             sample["image_index"] = k
         return sample if self.transform is None else self.transform(sample)
 
-    def _prefetch(self, i: int) -> None:
-        k, plan, start, stop = self._window(i)
-        self.reader.prefetch(self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k)
+    def _prefetch(self, indices: np.ndarray) -> None:
+        """Start loading the chunks of these patches (any images) in the background."""
+        images = np.searchsorted(self._offsets, indices, side="right") - 1
+        for k in np.unique(images).tolist():
+            plan = self.plans[k]
+            rows = indices[images == k] - self._offsets[k]
+            pad = np.asarray(plan.pad, np.int64)
+            start = plan.toplefts[rows] - pad
+            stop = plan.toplefts[rows] + np.asarray(plan.patch_size, np.int64) + pad
+            self.reader.prefetch(self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k)
 
     def stats(self) -> dict[str, int]:
         """Reader counters: ``chunk_reads``, ``cache_hits``, ``evictions``, ``cached_bytes``."""
@@ -314,10 +325,14 @@ class EpochIterator(Iterator[Any]):
     def __next__(self) -> Any:
         if self.position >= len(self.indices):
             raise StopIteration
-        ahead = min(len(self.indices), self.position + 1 + self.dataset.prefetch)
-        if self.dataset.prefetch:
-            for j in self.indices[max(self._prefetched, self.position + 1) : ahead].tolist():
-                self.dataset._prefetch(j)
+        lookahead = self.dataset.prefetch
+        # Refill the read-ahead window half a window at a time, so that each
+        # call sees runs of neighbouring chunks to load together.
+        if lookahead and self._prefetched - self.position <= lookahead // 2:
+            ahead = min(len(self.indices), self.position + 1 + lookahead)
+            first = max(self._prefetched, self.position + 1)
+            if first < ahead:
+                self.dataset._prefetch(self.indices[first:ahead])
             self._prefetched = max(self._prefetched, ahead)
         sample = self.dataset._sample(int(self.indices[self.position]))
         self.position += 1

@@ -227,11 +227,15 @@ class PatchReader:
         spatial_axes: str,
         key: Any = 0,
     ) -> None:
-        """Start loading, in background threads, the chunks a later :meth:`read` needs.
+        """Start loading, in background threads, the chunks later :meth:`read` calls need.
 
-        Same parameters as :meth:`read`. Returns at once; chunks already
-        cached or in flight are skipped. A no-op when ``prefetch_workers``
-        is 0. Load errors surface in the :meth:`read` that needs the chunk.
+        Same parameters as :meth:`read`, except that ``start`` and ``stop``
+        may also be ``(k, D)``: the windows of the next ``k`` reads. Returns
+        at once; chunks already cached or in flight are skipped. Runs of
+        neighbouring chunks (along the last axis) are loaded with one read
+        each, which lets the storage library decode them concurrently. A
+        no-op when ``prefetch_workers`` is 0. Load errors surface in the
+        :meth:`read` that needs the chunk.
         """
         if self.prefetch_workers == 0:
             return
@@ -244,11 +248,21 @@ class PatchReader:
                 # The threads end with the reader, dropping loads not started.
                 weakref.finalize(self, self._executor.shutdown, wait=False, cancel_futures=True)
             executor = self._executor
-        for source in self._sources(collection, start, stop, spatial_axes, key):
-            if source.image.backend == "numpy":
-                continue
-            for chunk_key, load in _chunk_loads(source):
-                cache.schedule(chunk_key, load, executor)
+        starts = np.atleast_2d(np.asarray(start))
+        stops = np.atleast_2d(np.asarray(stop))
+        wanted: dict[tuple[Any, ...], tuple[Any, dict[tuple[int, ...], tuple]]] = {}
+        for a, b in zip(starts, stops):
+            for source in self._sources(collection, a, b, spatial_axes, key):
+                if source.image.backend == "numpy":
+                    continue
+                chunks = wanted.setdefault(source.prefix, (source.image, {}))[1]
+                for index, lo, hi in _chunk_ranges(source):
+                    if (*source.prefix, index) not in cache:
+                        chunks[index] = (lo, hi)
+        for prefix, (image, chunks) in wanted.items():
+            for run in _runs(sorted(chunks)):
+                keys = [(*prefix, index) for index in run]
+                cache.schedule_group(keys, partial(_read_run, image, [chunks[i] for i in run]), executor)
 
     # -- planning -------------------------------------------------------------
 
@@ -353,9 +367,26 @@ def _read_region(image: Any, start: tuple[int, ...], stop: tuple[int, ...]) -> n
     return image.read(tuple(slice(a, b) for a, b in zip(start, stop)))
 
 
-def _chunk_loads(source: _Source) -> Iterator[tuple[tuple[Any, ...], Any]]:
-    for index, a, b in _chunk_ranges(source):
-        yield (*source.prefix, index), partial(_read_region, source.image, a, b)
+def _runs(indices: list[tuple[int, ...]], longest: int = 8) -> list[list[tuple[int, ...]]]:
+    """Split sorted chunk indices into runs of consecutive chunks along the last axis."""
+    runs: list[list[tuple[int, ...]]] = []
+    for index in indices:
+        last = runs[-1][-1] if runs else None
+        if (
+            last is not None and len(runs[-1]) < longest
+            and index[:-1] == last[:-1] and index[-1] == last[-1] + 1
+        ):
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return runs
+
+
+def _read_run(image: Any, regions: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[np.ndarray]:
+    """Read neighbouring chunk regions (a run along the last axis) with one call."""
+    start, stop = regions[0][0], regions[-1][1]
+    block = _read_region(image, start, stop)
+    return [block[..., lo[-1] - start[-1] : hi[-1] - start[-1]] for lo, hi in regions]
 
 
 def _assemble(cache: ChunkCache, source: _Source, dest: np.ndarray) -> None:
