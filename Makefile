@@ -7,7 +7,7 @@ REF_VENV := .venv-ref
 REF_STAMP := $(REF_VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test bench bench-compare venv clean
+.PHONY: demo test lint bench bench-compare venv clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Type-check the core with the [tool.mypy] settings of pyproject.toml.
+lint: $(STAMP)
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/plan.py

@@ -74,7 +74,11 @@ def test_same_seed_same_points_other_seed_other_points(problem, seed):
     again = poisson_disk_positions(extent, radius, rng=np.random.default_rng(seed))
     other = poisson_disk_positions(extent, radius, rng=np.random.default_rng(seed + 1))
     assert first.tobytes() == again.tobytes()
-    assert first.shape != other.shape or not np.array_equal(first, other)
+    # A domain barely larger than the radius can leave one possible point
+    # (e.g. extent 1 + 2e-16, radius 1: often just [1.0]); seeds differ only
+    # where there is room for randomness.
+    if min(extent) >= 2 * radius:
+        assert first.shape != other.shape or not np.array_equal(first, other)
 
 
 @settings(max_examples=25, deadline=None)

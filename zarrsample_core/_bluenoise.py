@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import cast
 
 import numpy as np
 
@@ -217,7 +218,7 @@ def _ragged(rows: np.ndarray, values: np.ndarray, n: int, dim: int) -> np.ndarra
 def _box_covered(lo: np.ndarray, hi: np.ndarray, disks: np.ndarray, r2: float) -> np.ndarray:
     """True where one of the open disks ``(m, K, D)`` holds every corner of box ``m``."""
     far = np.maximum(np.abs(disks - lo[:, None, :]), np.abs(disks - hi[:, None, :]))
-    return (_squared_norm(far) < r2).any(axis=1)
+    return cast(np.ndarray, (_squared_norm(far) < r2).any(axis=1))  # (m,): ``far`` is 3-D
 
 
 class _Grid:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from math import sqrt
+from typing import TypedDict, Unpack, cast
 
 import numpy as np
 
@@ -16,6 +17,16 @@ from ._plan import PatchPlan
 from ._sampler import Geometry, PatchSampler
 
 __all__ = ["BlueNoisePatchSampler"]
+
+
+class _SamplerOptions(TypedDict, total=False):
+    """The :class:`PatchSampler` options ``**kwargs`` passes on (for type checkers)."""
+
+    stride: int | tuple[int, ...] | Mapping[str, int] | None
+    pad: int | tuple[int, ...] | Mapping[str, int] | None
+    min_area: float
+    spatial_axes: str
+    allow_incomplete_patches: bool
 
 
 class BlueNoisePatchSampler(PatchSampler):
@@ -74,14 +85,14 @@ class BlueNoisePatchSampler(PatchSampler):
         resample_positions: bool = False,
         allow_overlap: bool = False,
         seed: int | None = None,
-        **kwargs: object,
+        **kwargs: Unpack[_SamplerOptions],
     ) -> None:
         super().__init__(patch_size, **kwargs)
         for name, value in (("resample_positions", resample_positions), ("allow_overlap", allow_overlap)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, got {value!r}")
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy)
+            seed = int(cast(int, np.random.SeedSequence().entropy))  # an int when drawn from the OS
         elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ZarrsampleError(f"seed must be a non-negative int or None, got {seed!r}")
         self.resample_positions = resample_positions
@@ -147,7 +158,7 @@ class BlueNoisePatchSampler(PatchSampler):
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, self._draw]))
             self._base = self._pattern(tile, patch, rng)
             self._base_key = key
-        return self._base
+        return cast(np.ndarray, self._base)  # set above whenever _base_key is
 
     # -- planning --------------------------------------------------------
 

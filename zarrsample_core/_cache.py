@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor, Future
 from numbers import Integral
 from typing import Any
@@ -72,12 +72,12 @@ class ChunkCache:
             raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
         if max_bytes < 0:
             raise ZarrsampleError(f"max_bytes must be >= 0, got {max_bytes}")
-        self.max_bytes = int(max_bytes)
-        self._lock = threading.Lock()
+        self.max_bytes: int = int(max_bytes)
+        self._lock: threading.Lock = threading.Lock()
         self._data: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._inflight: dict[Hashable, _Slot] = {}
-        self._nbytes = 0
-        self._counts = {"chunk_reads": 0, "cache_hits": 0, "evictions": 0}
+        self._nbytes: int = 0
+        self._counts: dict[str, int] = {"chunk_reads": 0, "cache_hits": 0, "evictions": 0}
 
     def __repr__(self) -> str:
         return f"ChunkCache(max_bytes={self.max_bytes}, chunks={len(self)}, nbytes={self.nbytes})"
@@ -173,7 +173,7 @@ class ChunkCache:
         return bool(self.schedule_group([key], lambda: [load()], executor))
 
     def schedule_group(
-        self, keys: list[Hashable], load: Callable[[], list[np.ndarray]], executor: Executor
+        self, keys: Sequence[Hashable], load: Callable[[], list[np.ndarray]], executor: Executor
     ) -> int:
         """Load several chunks with one call of ``load`` (one array per key).
 
@@ -191,7 +191,7 @@ class ChunkCache:
         return len(slots)
 
     def _run_group(
-        self, keys: list[Hashable], slots: dict[Hashable, _Slot], load: Callable[[], list[np.ndarray]]
+        self, keys: Sequence[Hashable], slots: dict[Hashable, _Slot], load: Callable[[], list[np.ndarray]]
     ) -> None:
         with self._lock:
             mine = {k: slot for k, slot in slots.items() if not slot.claimed}

@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ._axes import check_axes
 from ._errors import ZarrsampleError
 
-__all__ = ["ImageCollection"]
+if TYPE_CHECKING:
+    from ._coverage import BlockReader
+
+__all__ = ["ImageCollection", "ImageLike"]
 
 #: The modality that restricts where patches are sampled.
 MASK_KEY = "masks"
+
+
+class ImageLike(Protocol):
+    """What :class:`ImageCollection` and :class:`~zarrsample_core.PatchReader` use of an image.
+
+    :class:`~zarrsample_core.Image` (see :func:`~zarrsample_core.open_image`)
+    satisfies it. The members are read-only; ``read`` takes one slice per axis
+    (``axes`` order, ROI-relative coordinates, step None or 1) and returns a
+    new array of shape ``stop - start`` per axis and dtype ``dtype``.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def axes(self) -> str: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+    @property
+    def chunks(self) -> tuple[int, ...]: ...
+    @property
+    def origin(self) -> tuple[int, ...]: ...
+    @property
+    def backend(self) -> str: ...
+
+    def read(self, selection: tuple[slice, ...]) -> np.ndarray: ...
 
 
 class ImageCollection:
@@ -59,7 +90,7 @@ class ImageCollection:
     (Fraction(1, 16), Fraction(1, 16))
     """
 
-    def __init__(self, modalities: Mapping[str, object], spatial_axes: str = "ZYX") -> None:
+    def __init__(self, modalities: Mapping[str, ImageLike], spatial_axes: str = "ZYX") -> None:
         if not isinstance(modalities, Mapping) or not modalities:
             raise TypeError(
                 f"modalities must be a non-empty mapping of names to images, got {modalities!r}"
@@ -71,9 +102,9 @@ class ImageCollection:
                 raise TypeError(
                     f"modality {key!r} must be an Image (see open_image), got {type(image).__name__}"
                 )
-        self.spatial_axes = check_axes(spatial_axes, name="spatial_axes")
-        self._modalities = dict(modalities)
-        self.reference_name = next(iter(self._modalities))
+        self.spatial_axes: str = check_axes(spatial_axes, name="spatial_axes")
+        self._modalities: dict[str, ImageLike] = dict(modalities)
+        self.reference_name: str = next(iter(self._modalities))
         ref_axes = self.reference.axes
         for key, image in self._modalities.items():
             extra = [
@@ -95,16 +126,16 @@ class ImageCollection:
                 )
 
     @staticmethod
-    def _extent(image: object, axis: str) -> int:
+    def _extent(image: ImageLike, axis: str) -> int:
         return int(image.shape[image.axes.index(axis)]) if axis in image.axes else 1
 
-    def __getitem__(self, name: str) -> object:
+    def __getitem__(self, name: str) -> ImageLike:
         return self._modalities[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._modalities
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._modalities)
 
     def __len__(self) -> int:
@@ -115,12 +146,12 @@ class ImageCollection:
         return f"ImageCollection({{{parts}}}, spatial_axes={self.spatial_axes!r})"
 
     @property
-    def modalities(self) -> dict[str, object]:
+    def modalities(self) -> dict[str, ImageLike]:
         """A copy of the ``{name: Image}`` mapping."""
         return dict(self._modalities)
 
     @property
-    def reference(self) -> object:
+    def reference(self) -> ImageLike:
         """The reference image (first modality)."""
         return self._modalities[self.reference_name]
 
@@ -130,7 +161,7 @@ class ImageCollection:
         return MASK_KEY if MASK_KEY in self._modalities and MASK_KEY != self.reference_name else None
 
     @property
-    def mask(self) -> object | None:
+    def mask(self) -> ImageLike | None:
         """The sampling mask image, or None (every position samplable)."""
         name = self.mask_name
         return None if name is None else self._modalities[name]
@@ -162,7 +193,7 @@ class ImageCollection:
             Fraction(m, n) for m, n in zip(self.spatial_extent(name), self.spatial_shape)
         )
 
-    def mask_reader(self, axes: str | None = None):
+    def mask_reader(self, axes: str | None = None) -> BlockReader:
         """A ``read_block(lo, hi)`` over the mask in spatial-axes order.
 
         Returns mask rows ``[lo, hi)`` along the first spatial axis and all of

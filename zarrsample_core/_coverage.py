@@ -110,7 +110,7 @@ def _reduce_axis(
     segments = np.add.reduceat(x, points[points < length], axis=axis, dtype=seg_dtype)
     shape = list(segments.shape)
     shape[axis] += 1
-    prefix = np.zeros(shape, dtype=dtype)
+    prefix: np.ndarray = np.zeros(shape, dtype=dtype)
     body = [slice(None)] * x.ndim
     body[axis] = slice(1, None)
     np.cumsum(segments, axis=axis, dtype=dtype, out=prefix[tuple(body)])
@@ -159,7 +159,7 @@ def windows_coverage(
     """
     dtype = _numerator_dtype(scales)
     counts = tuple(len(w[0]) for w in windows)
-    out = np.zeros(counts, dtype=dtype)
+    out: np.ndarray = np.zeros(counts, dtype=dtype)
     if 0 in counts:
         return out
     first = scales[0]
@@ -214,7 +214,7 @@ def points_coverage(
         Numerators as :func:`windows_coverage` returns them.
     """
     n = len(starts)
-    out = np.zeros(n, dtype=_numerator_dtype(scales))
+    out: np.ndarray = np.zeros(n, dtype=_numerator_dtype(scales))
     bounds = np.flatnonzero(np.diff(groups)) + 1
     for sel in np.split(np.arange(n), bounds):
         if len(sel) == 0:

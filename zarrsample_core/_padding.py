@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from numbers import Integral, Real
 from typing import Literal
+from typing import cast as typing_cast  # ``cast`` is a local name below
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def check_pad_value(value: object, dtype: np.dtype, *, where: str = "") -> objec
             warnings.simplefilter("ignore")
             cast = np.array(value, dtype=dtype)
             if dtype.kind in "fc":  # rounding is fine, overflow to inf is not
-                exact = bool(np.isfinite(cast)) or not np.isfinite(value)
+                exact = bool(np.isfinite(cast)) or not np.isfinite(typing_cast(float, value))
             else:
                 exact = cast.item() == value
     except (OverflowError, ValueError, TypeError):

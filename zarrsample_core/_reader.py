@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from numbers import Integral, Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,7 +34,13 @@ from ._padding import (
     scaled_window,
 )
 
+if TYPE_CHECKING:
+    from ._collection import ImageCollection, ImageLike
+
 __all__ = ["PatchReader"]
+
+#: ``(start, stop)`` of a region, one int per image axis.
+_Range = tuple[tuple[int, ...], tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class _Source:
     """What one modality needs for one window (image axes order)."""
 
     name: str
-    image: Any
+    image: ImageLike
     prefix: tuple[Any, ...]  # cache key prefix
     sizes: tuple[int, ...]  # window size per axis
     lo: tuple[int, ...]  # source range to read, per axis
@@ -119,16 +125,16 @@ class PatchReader:
         cache_bytes: int = 256 * 2**20,
         prefetch_workers: int = 2,
     ) -> None:
-        self.padding_mode = check_padding_mode(padding_mode)
+        self.padding_mode: str = check_padding_mode(padding_mode)
         if not isinstance(pad_value, (Real, np.bool_)):
             raise TypeError(
                 f"pad_value must be a real number or bool, got {pad_value!r} "
                 f"of type {type(pad_value).__name__}"
             )
-        self.pad_value = pad_value
-        self.output_axes = _check_output_axes(output_axes)
-        self.cache_bytes = _count(cache_bytes, "cache_bytes")
-        self.prefetch_workers = _count(prefetch_workers, "prefetch_workers")
+        self.pad_value: int | float | bool = pad_value
+        self.output_axes: dict[str, str] = _check_output_axes(output_axes)
+        self.cache_bytes: int = _count(cache_bytes, "cache_bytes")
+        self.prefetch_workers: int = _count(prefetch_workers, "prefetch_workers")
         self._reset()
 
     def __repr__(self) -> str:
@@ -139,9 +145,9 @@ class PatchReader:
         )
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._cache = ChunkCache(self.cache_bytes)
+        self._pid: int = os.getpid()
+        self._lock: threading.Lock = threading.Lock()
+        self._cache: ChunkCache = ChunkCache(self.cache_bytes)
         self._executor: ThreadPoolExecutor | None = None
         self._fills: dict[np.dtype, Any] = {}
 
@@ -164,7 +170,7 @@ class PatchReader:
 
     def read(
         self,
-        collection: Any,
+        collection: ImageCollection,
         start: Sequence[int] | np.ndarray,
         stop: Sequence[int] | np.ndarray,
         *,
@@ -220,7 +226,7 @@ class PatchReader:
 
     def prefetch(
         self,
-        collection: Any,
+        collection: ImageCollection,
         start: Sequence[int] | np.ndarray,
         stop: Sequence[int] | np.ndarray,
         *,
@@ -250,7 +256,7 @@ class PatchReader:
             executor = self._executor
         starts = np.atleast_2d(np.asarray(start))
         stops = np.atleast_2d(np.asarray(stop))
-        wanted: dict[tuple[Any, ...], tuple[Any, dict[tuple[int, ...], tuple]]] = {}
+        wanted: dict[tuple[Any, ...], tuple[ImageLike, dict[tuple[int, ...], _Range]]] = {}
         for a, b in zip(starts, stops):
             for source in self._sources(collection, a, b, spatial_axes, key):
                 if source.image.backend == "numpy":
@@ -267,7 +273,7 @@ class PatchReader:
     # -- planning -------------------------------------------------------------
 
     def _sources(
-        self, collection: Any, start: Any, stop: Any, spatial_axes: str, key: Any
+        self, collection: ImageCollection, start: Any, stop: Any, spatial_axes: str, key: Any
     ) -> Iterator[_Source]:
         spatial_axes = _spatial_axes(spatial_axes)
         start_v = _window_vector(start, "start", spatial_axes)
@@ -363,7 +369,7 @@ def _chunk_ranges(source: _Source) -> Iterator[tuple[tuple[int, ...], tuple[int,
         )
 
 
-def _read_region(image: Any, start: tuple[int, ...], stop: tuple[int, ...]) -> np.ndarray:
+def _read_region(image: ImageLike, start: tuple[int, ...], stop: tuple[int, ...]) -> np.ndarray:
     return image.read(tuple(slice(a, b) for a, b in zip(start, stop)))
 
 
@@ -382,7 +388,7 @@ def _runs(indices: list[tuple[int, ...]], longest: int = 8) -> list[list[tuple[i
     return runs
 
 
-def _read_run(image: Any, regions: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[np.ndarray]:
+def _read_run(image: ImageLike, regions: list[_Range]) -> list[np.ndarray]:
     """Read neighbouring chunk regions (a run along the last axis) with one call."""
     start, stop = regions[0][0], regions[-1][1]
     block = _read_region(image, start, stop)

@@ -7,12 +7,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from math import isfinite
 from numbers import Real
+from typing import cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._axes import check_axes, per_axis
 from ._collection import ImageCollection
-from ._coverage import axis_scales, denominator, threshold_numerator, windows_coverage
+from ._coverage import (
+    AxisScale,
+    BlockReader,
+    axis_scales,
+    denominator,
+    threshold_numerator,
+    windows_coverage,
+)
 from ._errors import ZarrsampleError
 from ._grid import chunk_tile_shape, grid_counts, grid_windows
 from ._plan import PatchPlan
@@ -88,7 +97,7 @@ class PatchSampler:
         spatial_axes: str = "ZYX",
         allow_incomplete_patches: bool = False,
     ) -> None:
-        self.spatial_axes = check_axes(spatial_axes, name="spatial_axes")
+        self.spatial_axes: str = check_axes(spatial_axes, name="spatial_axes")
         axes = self.spatial_axes
         self._patch_size = per_axis(patch_size, name="patch_size", spatial_axes=axes)
         self._stride = (
@@ -106,8 +115,8 @@ class PatchSampler:
             )
         if not isinstance(allow_incomplete_patches, bool):
             raise TypeError(f"allow_incomplete_patches must be a bool, got {allow_incomplete_patches!r}")
-        self.min_area = min_area
-        self.allow_incomplete_patches = allow_incomplete_patches
+        self.min_area: float = min_area
+        self.allow_incomplete_patches: bool = allow_incomplete_patches
         self._cache: tuple[weakref.ref, tuple, PatchPlan] | None = None
 
     @property
@@ -153,8 +162,11 @@ class PatchSampler:
     def _tile_shape(self, geo: Geometry) -> np.ndarray:
         return chunk_tile_shape(geo.chunks, geo.stride)
 
-    def _mask_inputs(self, collection: ImageCollection, geo: Geometry):
-        mask_shape = collection.spatial_extent(collection.mask_name, self.spatial_axes)
+    def _mask_inputs(
+        self, collection: ImageCollection, geo: Geometry
+    ) -> tuple[BlockReader, tuple[AxisScale, ...], int]:
+        # Called only when collection.mask is not None, i.e. mask_name is a str.
+        mask_shape = collection.spatial_extent(cast(str, collection.mask_name), self.spatial_axes)
         scales = axis_scales(geo.shape.tolist(), mask_shape)
         threshold = threshold_numerator(self.min_area, geo.patch.tolist(), scales)
         return collection.mask_reader(self.spatial_axes), scales, threshold
@@ -201,7 +213,14 @@ class PatchSampler:
             cover = numer[tuple(grid_idx.T)] / denominator(scales)
         return self._make_plan(geo, tile, grid_idx * geo.stride, chunk_ids, cover)
 
-    def _make_plan(self, geo, tile, toplefts, chunk_ids, coverage) -> PatchPlan:
+    def _make_plan(
+        self,
+        geo: Geometry,
+        tile: np.ndarray,
+        toplefts: np.ndarray,
+        chunk_ids: np.ndarray,
+        coverage: ArrayLike,
+    ) -> PatchPlan:
         return PatchPlan(
             spatial_axes=self.spatial_axes,
             image_shape=tuple(geo.shape.tolist()),
