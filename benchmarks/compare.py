@@ -13,7 +13,20 @@ an address-space cap). Prints one JSON line per case: the reference's time
 (``plan`` and the same ``compute_chunks`` + ``compute_patches`` surface), the
 speed ratio, and whether the patch sets agree; both are also checked against
 a naive exact-coverage oracle, and every difference is explained by a small
-probe run through both libraries (``why``). Then one summary line.
+probe run through both libraries (``why``).
+
+Then READING throughput (skipped with ``--case`` or ``--no-reading``; alone
+with ``--reading-only``): a (3, 8192, 8192) uint8 zarr v2 image, chunks
+(3, 1024, 1024), zstd, smooth content, written once to a temporary directory;
+PatchSampler(256), no mask: all 1024 patches. Each run in its own subprocess
+(``reference_runner.py --read NAME`` in the reference venv, ``--ours-read
+NAME`` here), 3 interleaved rounds, best of them. One line per case:
+``read-limit`` (every chunk once: zarr 2 / our Image.read on zarr 3),
+``sequential`` (``ZarrDataset(shuffle=False)`` against ``PatchDataset.epoch(0)``,
+plus whether the (top-left, content digest) of every delivered patch agrees),
+``shuffled`` (``ZarrDataset(shuffle=True)`` against ours with
+``draw_same_chunk=True`` and with the default 8-chunk window). Then one
+summary line (planning table and the reading table).
 Scratch files go to a temporary directory; nothing is written in the repo.
 """
 
@@ -32,7 +45,10 @@ import numpy as np
 
 sys.dont_write_bytecode = True  # write nothing inside the repository
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_runner import AXES, CASES, Case, StagePeak, _pattern_stats  # noqa: E402
+from reference_runner import (  # noqa: E402
+    AXES, CASES, READ_CHUNKS, READ_PATCH, READ_PATCHES, READ_SHAPE, REFERENCE_READS, Case, StagePeak,
+    _pattern_stats, patch_digest,
+)
 from workloads import best_of, emit  # noqa: E402
 
 RUNNER = Path(__file__).with_name("reference_runner.py")
@@ -94,6 +110,74 @@ def run_ours(name: str, toplefts_path: str) -> None:
          plan_first_seconds=round(first, 4), compute_seconds=round(compute_s, 4),
          plan_equals_patches=bool(np.array_equal(np.asarray(plan.toplefts), toplefts)),
          **rss.fields())
+
+
+# -- reading throughput: our side (one run per subprocess) ----------------------------
+
+#: Our reading runs: ``PatchDataset`` keyword arguments (None: the read limit,
+#: every chunk once through ``Image.read``, then through the bare zarr 3 array).
+OUR_READS = {
+    "read-limit": None,
+    "sequential": {},
+    "chunk-shuffle": {"shuffle": True, "draw_same_chunk": True},
+    "window-shuffle": {"shuffle": True},
+}
+
+
+def _chunk_windows():
+    _, ys, xs = READ_SHAPE
+    _, cy, cx = READ_CHUNKS
+    return [(slice(None), slice(y, y + cy), slice(x, x + cx)) for y in range(0, ys, cy) for x in range(0, xs, cx)]
+
+
+def run_ours_read(name: str, path: str, hashes_path: str | None) -> None:
+    """Our side of one reading run (see ``reference_runner.run_read``)."""
+    from importlib.metadata import version
+
+    import zarr
+
+    from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+
+    kwargs = OUR_READS[name]
+    fields = dict(case=name, library=f"zarrsample {version('zarrsample')}", zarr=zarr.__version__,
+                  numpy=np.__version__, kwargs=kwargs)
+    rss = StagePeak()
+    t0 = time.perf_counter()
+    image = open_image(path, axes="CYX")
+    coll = ImageCollection({"images": image}, spatial_axes=AXES)
+    stats: dict = {}
+    if kwargs is None:
+        nbytes = sum(image.read(w).nbytes for w in _chunk_windows())
+        patches, chunk_reads = READ_PATCHES, len(_chunk_windows())  # one read per chunk region
+    else:
+        ds = PatchDataset(coll, PatchSampler(READ_PATCH, spatial_axes=AXES), **kwargs)
+        patches = nbytes = 0
+        for sample in ds.epoch(0):
+            patches += 1
+            nbytes += sample["images"].nbytes
+        stats = ds.stats()
+        chunk_reads = stats.get("chunk_reads")
+    seconds = time.perf_counter() - t0
+    fields.update(seconds=round(seconds, 4), patches=patches, patches_per_s=round(patches / seconds, 1),
+                  mb_per_s=round(nbytes / seconds / 2**20, 1), chunk_reads=chunk_reads,
+                  cache_hits=stats.get("cache_hits"), cached_bytes_at_end=stats.get("cached_bytes"),
+                  **rss.fields())
+    if kwargs is None:
+        # The bare zarr 3 array, same chunk windows (after the RSS was read).
+        t0 = time.perf_counter()
+        array = zarr.open_array(path, mode="r")
+        for w in _chunk_windows():
+            array[w]
+        fields["zarr_array_patches_per_s"] = round(READ_PATCHES / (time.perf_counter() - t0), 1)
+    if hashes_path and kwargs is not None:
+        ds = PatchDataset(coll, PatchSampler(READ_PATCH, spatial_axes=AXES), return_positions=True, **kwargs)
+        toplefts, digests = [], []
+        for sample in ds.epoch(0):
+            toplefts.append(sample["position"][:, 0])  # (D, 2) [start, stop] along "YX"
+            digests.append(patch_digest(sample["images"]))
+        np.savez(hashes_path, toplefts=np.asarray(toplefts, np.int64).reshape(-1, 2),
+                 digests=np.asarray(digests, np.int64), shape=np.asarray(sample["images"].shape, np.int64))
+    emit(**fields)
 
 
 # -- naive exact oracle ---------------------------------------------------------------
@@ -408,6 +492,165 @@ def compare_case(name: str, args, probes: dict) -> dict:
     return line
 
 
+# -- reading throughput: orchestration ----------------------------------------------------
+
+READ_ROUNDS = 3
+#: Interleaved order of one round (reversed every other round): each library's
+#: run of a case next to the other's, so a change in machine load hits both.
+READ_ORDER = (
+    ("reference", "read-limit"), ("ours", "read-limit"),
+    ("reference", "sequential"), ("ours", "sequential"),
+    ("reference", "shuffled"), ("ours", "chunk-shuffle"), ("ours", "window-shuffle"),
+    ("reference", "shuffled-same-chunk"),
+)
+
+
+def content_agreement(ref: dict, ours: dict) -> dict:
+    """Delivered patches of two epochs: counts, the (top-left, digest) sets, order.
+
+    A digest (``reference_runner.patch_digest``) covers shape, dtype and bytes.
+    """
+    def keyed(d):
+        return dict(zip(map(tuple, d["toplefts"].tolist()), d["digests"].tolist()))
+
+    a, b = keyed(ref), keyed(ours)
+    common = a.keys() & b.keys()
+    differ = sorted(k for k in common if a[k] != b[k])
+    only_ref, only_ours = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+    return dict(
+        reference_patch_shape=ref["shape"].tolist(), ours_patch_shape=ours["shape"].tolist(),
+        reference_patches=len(ref["toplefts"]), ours_patches=len(ours["toplefts"]),
+        count_equal=len(ref["toplefts"]) == len(ours["toplefts"]),
+        reference_unique_positions=len(a), ours_unique_positions=len(b),
+        positions_equal=not only_ref and not only_ours,
+        content_equal=not only_ref and not only_ours and not differ
+        and len(a) == len(ref["toplefts"]) and len(b) == len(ours["toplefts"]),
+        common_positions=len(common), same_bytes=len(common) - len(differ), different_bytes=len(differ),
+        only_reference=len(only_ref), only_ours=len(only_ours),
+        order_equal=bool(np.array_equal(ref["toplefts"], ours["toplefts"])),
+        examples=dict(different_bytes=differ[:EXAMPLES], only_reference=only_ref[:EXAMPLES],
+                      only_ours=only_ours[:EXAMPLES]),
+    )
+
+
+def _read_command(side: str, name: str, path: str, hashes: str | None, args) -> list[str]:
+    if side == "reference":
+        cmd = [args.reference_python, "-B", str(RUNNER), "--read", name, "--path", path]
+    else:
+        cmd = [sys.executable, "-B", __file__, "--ours-read", name, "--path", path]
+    return cmd + (["--hashes", hashes] if hashes else [])
+
+
+def _merge_best(old: dict | None, new: dict) -> dict:
+    """Best (fastest) run's fields; peak RSS the maximum over the runs."""
+    if "error" in new or old is None or "error" in old:
+        return new if old is None or "error" in old else old
+    best = dict(old if old["seconds"] <= new["seconds"] else new)
+    for key in ("peak_rss_mb", "stage_peak_rss_mb"):
+        if old.get(key) is not None and new.get(key) is not None:
+            best[key] = max(old[key], new[key])
+    best["runs_patches_per_s"] = old["runs_patches_per_s"] + [new["patches_per_s"]]
+    return best
+
+
+def reading_comparison(args) -> list[dict]:
+    """Patches/s, chunk reads and peak RSS of reading epochs through both
+    libraries: one JSON line per case (read-limit, sequential, shuffled)."""
+    t_start = time.perf_counter()
+    best: dict[tuple[str, str], dict] = {}
+    hashes: dict[tuple[str, str], dict] = {}
+    with tempfile.TemporaryDirectory(prefix="zarrsample-compare-read-") as tmp:
+        path = str(Path(tmp, "smooth-v2.zarr"))  # zarrdataset opens a path as zarr only if it holds ".zarr"
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-B", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import workloads;"
+             " workloads.write_smooth_image(sys.argv[2], 2)", str(Path(__file__).parent), path],
+            check=True,
+        )
+        write_seconds = time.perf_counter() - t0
+        for r in range(READ_ROUNDS):
+            for side, name in READ_ORDER if r % 2 == 0 else READ_ORDER[::-1]:
+                out = None
+                if r == 0 and name not in ("read-limit", "shuffled"):  # shuffled: ~3 s more, skipped
+                    out = f"{tmp}/{side}-{name}.npz"
+                fields = _run_json(_read_command(side, name, path, out, args), min(args.timeout, 600))
+                fields.pop("case", None)
+                if "error" not in fields:
+                    fields["runs_patches_per_s"] = [fields["patches_per_s"]]
+                    if out:
+                        with np.load(out) as f:
+                            hashes[side, name] = {k: f[k] for k in f.files}
+                best[side, name] = _merge_best(best.get((side, name)), fields)
+    image = dict(image_shape=list(READ_SHAPE), chunks=list(READ_CHUNKS), zarr_format=2, codec="zstd level 3",
+                 content="workloads.write_smooth_image", patch=READ_PATCH, mask=None, rounds=READ_ROUNDS,
+                 timing="best of the rounds; each run in its own subprocess, open + construct + full epoch")
+
+    def side(key: tuple[str, str], limit: tuple[str, str] | None = None) -> dict:
+        fields = dict(best[key])
+        lim = best.get(limit) if limit else None
+        if lim and "patches_per_s" in fields and "patches_per_s" in lim:
+            fields["ratio_to_read_limit"] = round(fields["patches_per_s"] / lim["patches_per_s"], 3)
+        return fields
+
+    def ratio(a: dict, b: dict) -> float | None:
+        if "patches_per_s" in a and "patches_per_s" in b:
+            return round(a["patches_per_s"] / b["patches_per_s"], 3)
+        return None
+
+    ref_lim, our_lim = ("reference", "read-limit"), ("ours", "read-limit")
+    lines = []
+    lim_r, lim_o = side(ref_lim), side(our_lim)
+    lines.append(dict(
+        reading="read-limit", **image, reference=lim_r, ours=lim_o, ratio_ours_to_reference=ratio(lim_o, lim_r),
+        note="every chunk region read once: zarr 2 array slicing (reference); our Image.read on zarr 3 "
+             "(ours; zarr_array_patches_per_s: the bare zarr 3 array, same windows)",
+        write_seconds=round(write_seconds, 2),
+    ))
+    seq_r, seq_o = side(("reference", "sequential"), ref_lim), side(("ours", "sequential"), our_lim)
+    agree = None
+    if ("reference", "sequential") in hashes and ("ours", "sequential") in hashes:
+        agree = content_agreement(hashes["reference", "sequential"], hashes["ours", "sequential"])
+    lines.append(dict(
+        reading="sequential", **image, reference=seq_r, ours=seq_o, ratio_ours_to_reference=ratio(seq_o, seq_r),
+        agreement=agree,
+    ))
+    shuf_r = side(("reference", "shuffled"), ref_lim)
+    same_r = side(("reference", "shuffled-same-chunk"), ref_lim)
+    chunk_o, window_o = side(("ours", "chunk-shuffle"), our_lim), side(("ours", "window-shuffle"), our_lim)
+    shuffled_agreement = {}
+    if ("reference", "sequential") in hashes:
+        for key in (("reference", "shuffled-same-chunk"), ("ours", "chunk-shuffle"), ("ours", "window-shuffle")):
+            if key in hashes:
+                a = content_agreement(hashes["reference", "sequential"], hashes[key])
+                shuffled_agreement[f"{key[0]}_{key[1]}_vs_reference_sequential"] = {
+                    k: a[k] for k in ("count_equal", "positions_equal", "content_equal", "different_bytes",
+                                      "order_equal")}
+    lines.append(dict(
+        reading="shuffled", **image, reference=shuf_r, ours_chunk_shuffle=chunk_o, ours_window_shuffle=window_o,
+        reference_draw_same_chunk=same_r,
+        ratio_chunk_shuffle_to_reference=ratio(chunk_o, shuf_r),
+        ratio_window_shuffle_to_reference=ratio(window_o, shuf_r),
+        ratio_chunk_shuffle_to_reference_draw_same_chunk=ratio(chunk_o, same_r),
+        agreement_as_sets=shuffled_agreement,
+        note="reference shuffle=True draws a random chunk for every patch and caches one chunk; "
+             "reference_draw_same_chunk is its shuffle=True, draw_same_chunk=True (extra, for comparison)",
+    ))
+    for line in lines:
+        line["reading_wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    return lines
+
+
+def reading_summary(lines: list[dict]) -> list[dict]:
+    table = []
+    for line in lines:
+        sides = {k: v for k, v in line.items() if k.startswith(("reference", "ours")) and isinstance(v, dict)}
+        table.append(dict(case=line["reading"], **{
+            k: dict(patches_per_s=v.get("patches_per_s"), ratio_to_read_limit=v.get("ratio_to_read_limit"),
+                    chunk_reads=v.get("chunk_reads"), peak_rss_mb=v.get("peak_rss_mb"), error=v.get("error"))
+            for k, v in sides.items()}, **{k: v for k, v in line.items() if k.startswith("ratio_")}))
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference-python", help="python of the venv with zarrdataset 0.2.2 (.venv-ref)")
@@ -416,16 +659,28 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per subprocess")
     parser.add_argument("--reference-memory-limit-mb", type=int, default=8192,
                         help="address-space cap of the reference subprocess (0 = none)")
+    parser.add_argument("--no-reading", action="store_true", help="skip the reading-throughput comparison")
+    parser.add_argument("--reading-only", action="store_true", help="only the reading-throughput comparison")
     parser.add_argument("--ours", choices=sorted(CASES), help=argparse.SUPPRESS)
     parser.add_argument("--toplefts", help=argparse.SUPPRESS)
+    parser.add_argument("--ours-read", choices=sorted(OUR_READS), help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--hashes", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ours:
         run_ours(args.ours, args.toplefts)
+        return
+    if args.ours_read:
+        run_ours_read(args.ours_read, args.path, args.hashes)
         return
     if not args.reference_python:
         parser.error("--reference-python is required (make bench-compare builds .venv-ref)")
     if not Path(args.reference_python).is_file():
         parser.error(f"--reference-python {args.reference_python!r} does not exist (run make bench-compare)")
+    if args.reading_only:
+        for line in reading_comparison(args):
+            emit(**line)
+        return
     names = [args.case] if args.case else [n for n, c in CASES.items() if args.full or not c.full]
     probes = {"reference": _run_json([args.reference_python, "-B", str(RUNNER), "--probes"], args.timeout)
               .get("probes"), "ours": our_probes()}
@@ -433,7 +688,12 @@ def main() -> None:
     for name in names:
         lines.append(compare_case(name, args, probes))
         emit(**lines[-1])
-    emit(**summary(lines, probes))
+    reading = []
+    if not args.no_reading and not args.case:
+        reading = reading_comparison(args)
+        for line in reading:
+            emit(**line)
+    emit(**summary(lines, probes), reading=reading_summary(reading))
 
 
 def summary(lines: list[dict], probes: dict) -> dict:

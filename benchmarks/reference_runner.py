@@ -9,12 +9,15 @@ Usage::
 
     python benchmarks/reference_runner.py --case NAME [--toplefts OUT.npy] [--memory-limit-mb N]
     python benchmarks/reference_runner.py --probes
+    python benchmarks/reference_runner.py --read NAME --path IMAGE.zarr [--hashes OUT.npz]
 
 ``--case`` times ``compute_chunks`` plus ``compute_patches`` over every chunk
 and writes the patch top-lefts, ``(n, 2)`` int64 in (Y, X) order, to
 ``OUT.npy``. A ``MemoryError`` (under the ``--memory-limit-mb`` address-space
 cap, if any) is reported with the stage it hit and the peak RSS, not raised.
 ``--probes`` runs the small examples that isolate each known difference.
+``--read`` runs one reading-throughput case (:data:`REFERENCE_READS`) on an
+image that ``compare.py`` wrote, and prints patches/s, chunk reads, peak RSS.
 """
 
 from __future__ import annotations
@@ -70,6 +73,25 @@ CASES = {
     "stride-8192": Case(8192, "grid", stride=128),
     "bluenoise-8192": Case(8192, "bluenoise"),
 }
+
+#: Reading throughput (``compare.py`` writes the image once with
+#: ``workloads.write_smooth_image(path, 2)``: zarr v2, numcodecs Zstd, which
+#: zarr 2 reads): PatchSampler(READ_PATCH), no mask, every patch.
+READ_SHAPE = (3, 8192, 8192)
+READ_CHUNKS = (3, 1024, 1024)
+READ_PATCH = 256
+READ_PATCHES = (READ_SHAPE[1] // READ_PATCH) * (READ_SHAPE[2] // READ_PATCH)
+#: The reference's reading runs: ``ZarrDataset`` keyword arguments (None: the
+#: read limit, every chunk once through zarr 2). ``random`` is seeded with
+#: READ_SEED before each run (the reference shuffles with the global state).
+REFERENCE_READS = {
+    "read-limit": None,
+    "sequential": {"shuffle": False},
+    "shuffled": {"shuffle": True},
+    "shuffled-same-chunk": {"shuffle": True, "draw_same_chunk": True},
+}
+READ_SEED = 0
+
 
 def _status_mb(key: str) -> float | None:
     try:
@@ -210,6 +232,85 @@ def run_case(name: str, toplefts_path: str | None, memory_limit_mb: int) -> None
     )
 
 
+# -- reading throughput ------------------------------------------------------------------
+
+
+def patch_digest(patch) -> int:
+    """64-bit blake2b of a patch's C-order bytes (shape and dtype included)."""
+    import hashlib
+
+    import numpy as np
+
+    patch = np.ascontiguousarray(patch)
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{patch.shape}{patch.dtype.str}".encode())
+    h.update(patch.tobytes())
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
+def run_read(name: str, path: str, hashes_path: str | None) -> None:
+    """One reading run of the reference: times it, counts the chunk reads (a
+    DirectoryStore that counts every non-metadata key it returns) and, with
+    ``hashes_path``, afterwards (untimed, after the RSS is read) writes the
+    top-left and digest of every patch of a ``return_positions=True`` epoch
+    with the same arguments to an ``.npz`` (``toplefts`` (n, 2) Y, X;
+    ``digests`` (n,) int64; in delivery order; ``shape`` of the last patch)."""
+    import random
+    from importlib.metadata import version
+
+    import numpy as np
+    import zarr
+    import zarrdataset
+    from zarrdataset import _zarrdataset
+
+    reads = {"n": 0}
+
+    class CountingStore(zarr.storage.DirectoryStore):
+        def __getitem__(self, key):
+            if not key.rsplit("/", 1)[-1].startswith(".z"):
+                reads["n"] += 1
+            return super().__getitem__(key)
+
+    kwargs = REFERENCE_READS[name]
+    fields = dict(case=name, library=f"zarrdataset {version('zarrdataset')}", zarr=zarr.__version__,
+                  numpy=np.__version__, torch=_zarrdataset.PYTORCH_SUPPORT, kwargs=kwargs)
+
+    def dataset(**extra):
+        spec = {"modality": "images", "filenames": path, "source_axes": "CYX", "zarr_store": CountingStore}
+        sampler = zarrdataset.PatchSampler(READ_PATCH, spatial_axes=AXES)
+        return zarrdataset.ZarrDataset([spec], patch_sampler=sampler, **kwargs, **extra)
+
+    rss = StagePeak()
+    random.seed(READ_SEED)
+    t0 = time.perf_counter()
+    if kwargs is None:
+        array = zarr.open(CountingStore(path), mode="r")
+        _, ys, xs = READ_SHAPE
+        _, cy, cx = READ_CHUNKS
+        nbytes = sum(array[:, y : y + cy, x : x + cx].nbytes for y in range(0, ys, cy) for x in range(0, xs, cx))
+        patches, views = READ_PATCHES, None
+    else:
+        patches = nbytes = views = 0
+        for patch in dataset():
+            patches += 1
+            nbytes += patch.nbytes
+            views += patch.base is not None
+    seconds = time.perf_counter() - t0
+    fields.update(seconds=round(seconds, 4), patches=patches, patches_per_s=round(patches / seconds, 1),
+                  mb_per_s=round(nbytes / seconds / 2**20, 1), chunk_reads=reads["n"],
+                  patches_that_are_views=views, **rss.fields())
+    if hashes_path and kwargs is not None:
+        random.seed(READ_SEED)
+        toplefts, digests = [], []
+        for position, patch in dataset(return_positions=True):
+            # Rows follow the image axes "CYX": [start, stop] each ([0, -1] for C).
+            toplefts.append(position[1:, 0])
+            digests.append(patch_digest(patch))
+        np.savez(hashes_path, toplefts=np.asarray(toplefts, np.int64).reshape(-1, 2),
+                 digests=np.asarray(digests, np.int64), shape=np.asarray(patch.shape, np.int64))
+    emit(**fields)
+
+
 # -- probes: small examples, one per difference ----------------------------------------
 
 
@@ -325,6 +426,10 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--case", choices=sorted(CASES))
     group.add_argument("--probes", action="store_true", help="run the small difference examples")
+    group.add_argument("--read", choices=sorted(REFERENCE_READS),
+                       help="one reading run on the zarr v2 image at --path")
+    parser.add_argument("--path", help="with --read: the image (a .zarr directory)")
+    parser.add_argument("--hashes", help="with --read: write top-lefts and patch digests to this .npz")
     parser.add_argument("--toplefts", help="write the patch top-lefts to this .npy instead of the JSON line")
     parser.add_argument("--memory-limit-mb", type=int, default=0,
                         help="address-space cap (RLIMIT_AS) for the case, 0 = none")
@@ -334,6 +439,10 @@ def main() -> None:
     logging.disable(logging.WARNING)  # zarrdataset warns that torch is absent
     if args.probes:
         run_probes()
+    elif args.read:
+        if not args.path:
+            parser.error("--read needs --path")
+        run_read(args.read, args.path, args.hashes)
     else:
         run_case(args.case, args.toplefts, args.memory_limit_mb)
 
