@@ -217,3 +217,15 @@ def test_bad_arguments(slide):
         ds.epoch(0, rank=-1)
     with pytest.raises(ZarrsampleError, match="worker"):
         list(ds.epoch(0, worker=2, num_workers=2))
+
+
+def test_a_dataset_pickles_with_its_sampler_and_reads_the_same(slide):
+    sampler = PatchSampler(16, spatial_axes="YX")
+    ds = PatchDataset(make_collection(slide), sampler, shuffle=True)
+    first = [s["images"].tobytes() for s in ds.epoch(1)]
+    copy = pickle.loads(pickle.dumps(ds))
+    assert [s["images"].tobytes() for s in copy.epoch(1)] == first
+    assert copy.fingerprint == ds.fingerprint
+    assert pickle.loads(pickle.dumps(sampler)).plan(ds.collections[0]).toplefts.tolist() == (
+        ds.plans[0].toplefts.tolist()
+    )

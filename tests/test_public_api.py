@@ -19,6 +19,7 @@ def test_core_all_is_pinned_and_sorted():
         "ZarrsampleError",
         "open_image",
         "poisson_disk_positions",
+        "sample_spec",
     ]
     for name in zarrsample_core.__all__:
         assert getattr(zarrsample_core, name).__doc__, f"{name} has no docstring"

@@ -11,6 +11,7 @@ from ._io import Image, open_image
 from ._plan import PatchPlan
 from ._reader import PatchReader
 from ._sampler import PatchSampler
+from ._spec import sample_spec
 
 __all__ = [
     "BlueNoisePatchSampler",
@@ -24,4 +25,5 @@ __all__ = [
     "ZarrsampleError",
     "open_image",
     "poisson_disk_positions",
+    "sample_spec",
 ]

@@ -238,11 +238,24 @@ class PatchDataset:
         """Reader counters: ``chunk_reads``, ``cache_hits``, ``evictions``, ``cached_bytes``."""
         return self.reader.stats()
 
-    def order(self, epoch: int = 0) -> np.ndarray:
-        """The whole epoch's patch order (before sharding), ``(len(self),)`` int64."""
+    @property
+    def fingerprint(self) -> int:
+        """63-bit fingerprint of plans, images and order options (checked when restoring a state)."""
+        return self._fingerprint
+
+    def order(self, epoch: int = 0, *, seed: int | None = None, shuffle: bool | None = None) -> np.ndarray:
+        """The whole epoch's patch order (before sharding), ``(len(self),)`` int64.
+
+        ``seed`` and ``shuffle`` override the dataset's own (for adapters
+        whose API takes them).
+        """
         return epoch_order(
-            self._chunk_sizes, seed=self.seed, epoch=_check_int(epoch, "epoch"), shuffle=self.shuffle,
-            draw_same_chunk=self.draw_same_chunk, shuffle_window=self.shuffle_window,
+            self._chunk_sizes,
+            seed=self.seed if seed is None else _check_int(seed, "seed"),
+            epoch=_check_int(epoch, "epoch"),
+            shuffle=self.shuffle if shuffle is None else shuffle,
+            draw_same_chunk=self.draw_same_chunk,
+            shuffle_window=self.shuffle_window,
         )
 
     def epoch(
@@ -303,7 +316,9 @@ class PatchDataset:
 class EpochIterator(Iterator[Any]):
     """One shard's samples of one epoch; :meth:`state` saves the position.
 
-    Create with :meth:`PatchDataset.epoch`. ``len()`` is the shard's size.
+    Create with :meth:`PatchDataset.epoch`. ``len()`` is the shard's size;
+    ``indices`` holds the shard's dataset indices in delivery order and
+    ``position`` how many have been delivered.
     """
 
     def __init__(

@@ -119,6 +119,11 @@ class PatchSampler:
         self.allow_incomplete_patches: bool = allow_incomplete_patches
         self._cache: tuple[weakref.ref, tuple, PatchPlan] | None = None
 
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_cache"] = None  # a weakref to the last collection does not pickle
+        return state
+
     @property
     def patch_size(self) -> dict[str, int]:
         """Patch size per spatial axis."""

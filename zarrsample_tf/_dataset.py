@@ -1,0 +1,219 @@
+"""``tf.data`` over a core :class:`~zarrsample_core.PatchDataset`.
+
+Thin by design: take the rank from a ``tf.distribute.InputContext`` (or the
+arguments), read the core's samples as tensors with the static shapes of
+:func:`~zarrsample_core._spec.sample_spec`, and keep the position in
+``tf.data``'s own iterator checkpoint. Order, sharding and the configuration
+check are the core's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from zarrsample_core import PatchDataset, ZarrsampleError
+from zarrsample_core._order import check_state
+from zarrsample_core._spec import sample_spec
+
+__all__ = ["as_tf_dataset"]
+
+
+def _check_int(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ZarrsampleError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _placement(rank: object, world_size: object, input_context: Any) -> tuple[int, int]:
+    """``(rank, world_size)`` from the input context, else the arguments (default 0 of 1)."""
+    if input_context is None:
+        return (0 if rank is None else rank), (1 if world_size is None else world_size)
+    if rank is not None or world_size is not None:
+        raise ZarrsampleError(
+            f"give either input_context or rank/world_size, got input_context and rank={rank!r}, "
+            f"world_size={world_size!r}"
+        )
+    if not all(hasattr(input_context, a) for a in ("input_pipeline_id", "num_input_pipelines")):
+        raise TypeError(
+            f"input_context must be a tf.distribute.InputContext, got {type(input_context).__name__}"
+        )
+    return input_context.input_pipeline_id, input_context.num_input_pipelines
+
+
+def _signature(dataset: PatchDataset, output_signature: Mapping[str, Any] | None) -> dict[str, tf.TensorSpec]:
+    """TensorSpecs per sample key: given, or from the core's sample spec."""
+    spec = sample_spec(dataset) if output_signature is None else output_signature
+    if not isinstance(spec, Mapping) or not spec:
+        raise TypeError(
+            f"output_signature must be a non-empty dict of tf.TensorSpec or (shape, dtype), got {spec!r}"
+        )
+    signature = {}
+    for key, value in spec.items():
+        if isinstance(value, tf.TensorSpec):
+            signature[key] = value
+        elif isinstance(value, tuple) and len(value) == 2:
+            signature[key] = tf.TensorSpec(value[0], tf.as_dtype(np.dtype(value[1])))
+        else:
+            raise TypeError(
+                f"output_signature[{key!r}] must be a tf.TensorSpec or a (shape, dtype) pair, got {value!r}"
+            )
+    return signature
+
+
+def _as_array(sample: Mapping[str, Any], key: str, spec: tf.TensorSpec) -> np.ndarray:
+    """``sample[key]`` as an array of the signature's dtype and shape, or a clear error."""
+    value = sample[key]
+    dtype = spec.dtype.as_numpy_dtype
+    array = np.asarray(value, dtype=dtype) if isinstance(value, (int, float, bool)) else np.asarray(value)
+    if array.dtype != dtype or not spec.shape.is_compatible_with(array.shape):
+        raise ZarrsampleError(
+            f"sample[{key!r}] must match output_signature ({spec.shape}, {spec.dtype.name}), "
+            f"got shape {array.shape} dtype {array.dtype}"
+        )
+    return array
+
+
+def as_tf_dataset(
+    dataset: PatchDataset,
+    *,
+    epoch: int = 0,
+    rank: int | None = None,
+    world_size: int | None = None,
+    input_context: Any = None,
+    num_parallel_reads: int = 1,
+    drop_remainder: bool = False,
+    output_signature: Mapping[str, Any] | None = None,
+) -> tf.data.Dataset:
+    """One epoch of one rank's patches as a ``tf.data.Dataset`` of dicts of tensors.
+
+    Parameters
+    ----------
+    dataset : zarrsample_core.PatchDataset
+        The patches; its seed, shuffle and chunk-aware order are used as is.
+    epoch : int
+        The epoch whose order to serve (each call serves one epoch: call
+        again, or ``concatenate``, for the next one).
+    rank, world_size : int, optional
+        This input pipeline's shard (default 0 of 1). Not with ``input_context``.
+    input_context : tf.distribute.InputContext, optional
+        Its ``input_pipeline_id`` of ``num_input_pipelines`` give the shard,
+        e.g. inside ``strategy.distribute_datasets_from_function``.
+    num_parallel_reads : int or tf.data.AUTOTUNE
+        Samples read concurrently (a deterministic parallel ``map``); the
+        output order is the same for every value.
+    drop_remainder : bool
+        Equal counts per rank by dropping the epoch's tail (True) or by
+        repeating patches from its start (False), as in the core.
+    output_signature : dict, optional
+        ``{key: tf.TensorSpec or (shape, dtype)}``; needed only when
+        ``dataset.transform`` is set (otherwise from the core's
+        :func:`~zarrsample_core._spec.sample_spec`).
+
+    Returns
+    -------
+    tf.data.Dataset
+        Elements are dicts with one tensor per sample key, in the source
+        dtype (``uint16`` stays ``uint16``) with static shapes wherever all
+        patches agree; known cardinality, the length of the rank's shard.
+        The order is exactly ``dataset.epoch(epoch, rank=rank,
+        world_size=world_size, drop_remainder=drop_remainder)``.
+
+    Raises
+    ------
+    ImportError
+        TensorFlow is missing (raised by ``zarrsample_tf``).
+    TypeError, ZarrsampleError
+        A parameter of the wrong type or value (the message names it), both
+        ``input_context`` and ``rank``/``world_size``, or a ``transform``
+        without ``output_signature``.
+
+    Notes
+    -----
+    Resuming uses TensorFlow's own checkpointing: ``tf.train.Checkpoint(
+    iterator=it)`` of ``it = iter(ds)`` (also after ``batch``, ``prefetch``,
+    ...) saves the position (and ``tf.data``'s buffered elements) and
+    restores it exactly. This works because each element is read by index
+    (``dataset[i]`` of the shard's order, a pure function of the index)
+    instead of through a Python generator, which TensorFlow cannot save.
+    The configuration (the core's state ints: dataset fingerprint, seed,
+    epoch, rank, ...) rides along in a ``scan`` state, so a checkpoint of
+    another configuration fails at the first element read after the
+    restore with the core's message, raised as
+    ``tf.errors.InvalidArgumentError``. The few elements ``tf.data`` had
+    buffered when saving (prefetch, parallel map) belong to the saved run
+    and come first; TensorFlow itself refuses them if their shapes differ.
+
+    A random ``transform`` draws new numbers after a restore; positions are
+    exact, augmentations are not replayed. Auto-sharding by
+    ``tf.distribute`` is turned off: the dataset is already sharded.
+    Memory: the shard's indices (8 bytes per patch) plus the elements in
+    flight. The core's read-ahead threads are not used; the parallel
+    ``map`` reads ahead ``num_parallel_reads`` samples through the shared
+    chunk cache.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+    >>> image = open_image(np.arange(64, dtype=np.uint16).reshape(8, 8), axes="YX")
+    >>> core = PatchDataset(ImageCollection({"images": image}, spatial_axes="YX"),
+    ...                     PatchSampler(4, spatial_axes="YX"), shuffle=True)
+    >>> ds = as_tf_dataset(core, epoch=0, rank=1, world_size=2)
+    >>> ds.element_spec["images"]
+    TensorSpec(shape=(4, 4), dtype=tf.uint16, name=None)
+    >>> [int(s["images"][0, 0]) for s in ds] == [int(s["images"][0, 0]) for s in
+    ...     core.epoch(0, rank=1, world_size=2)]
+    True
+    """
+    if not isinstance(dataset, PatchDataset):
+        raise TypeError(f"dataset must be a zarrsample_core.PatchDataset, got {type(dataset).__name__}")
+    rank, world_size = _placement(rank, world_size, input_context)
+    if num_parallel_reads != tf.data.AUTOTUNE:
+        num_parallel_reads = _check_int(num_parallel_reads, "num_parallel_reads", 1)
+    if not isinstance(drop_remainder, bool):
+        raise TypeError(f"drop_remainder must be a bool, got {drop_remainder!r}")
+    signature = _signature(dataset, output_signature)
+    shard = dataset.epoch(epoch, rank=rank, world_size=world_size, drop_remainder=drop_remainder)
+    indices = shard.indices
+    config = shard.state()  # the core's configuration ints, position 0
+    keys = list(config)
+    expected = {k: v for k, v in config.items() if k not in ("version", "position")}
+    current = np.array([config[k] for k in keys], np.int64)
+
+    def read(saved: np.ndarray, j: np.int64) -> list[np.ndarray]:
+        if not np.array_equal(saved, current):  # a checkpoint of another configuration
+            check_state(dict(zip(keys, saved.tolist())), expected=expected)
+        sample = dataset[int(indices[j])]
+        missing = [key for key in signature if key not in sample]
+        if missing or len(sample) != len(signature):
+            raise ZarrsampleError(
+                f"samples must have the keys of output_signature {list(signature)}, got {list(sample)}"
+            )
+        return [_as_array(sample, key, spec) for key, spec in signature.items()]
+
+    def load(saved: tf.Tensor, j: tf.Tensor) -> dict[str, tf.Tensor]:
+        values = tf.numpy_function(
+            read, [saved, j], [spec.dtype for spec in signature.values()], stateful=False,
+            name="zarrsample_read",
+        )
+        for value, spec in zip(values, signature.values()):
+            value.set_shape(spec.shape)
+        return dict(zip(signature, values))
+
+    positions = tf.data.Dataset.range(len(indices))
+    # The scan state is saved with the iterator: the configuration this position belongs to.
+    tagged = positions.scan(tf.constant(current), lambda state, j: (state, (state, j)))
+    if num_parallel_reads == 1:
+        out = tagged.map(load)
+    else:
+        out = tagged.map(load, num_parallel_calls=num_parallel_reads, deterministic=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return out.with_options(options).apply(tf.data.experimental.assert_cardinality(len(indices)))
