@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/plan.py
 	$(PY) benchmarks/poisson.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/adapters.py
 
 $(REF_STAMP): benchmarks/reference-constraints.txt
 	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._checks import check_int
 from ._collection import ImageCollection
 from ._errors import ZarrsampleError
 from ._order import check_state, config_fingerprint, epoch_order, make_state, shard
@@ -35,14 +36,6 @@ def _plan_digest(plan: PatchPlan) -> int:
         axes=plan.spatial_axes, image=plan.image_shape, patch=plan.patch_size, pad=plan.pad,
         tile=plan.tile_shape, toplefts=plan.toplefts, chunks=plan.chunk_ids,
     )
-
-
-def _check_int(value: object, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ZarrsampleError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 class PatchDataset:
@@ -141,16 +134,16 @@ class PatchDataset:
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {transform!r}")
         if shuffle_window is not None:
-            _check_int(shuffle_window, "shuffle_window", 1)
+            check_int(shuffle_window, "shuffle_window", 1)
         self.collections = list(collections)
         self.sampler = sampler
-        self.shuffle, self.seed = shuffle, _check_int(seed, "seed")
+        self.shuffle, self.seed = shuffle, check_int(seed, "seed")
         self.draw_same_chunk, self.shuffle_window = draw_same_chunk, shuffle_window
         self.return_positions, self.transform = return_positions, transform
-        self.prefetch = _check_int(prefetch, "prefetch")
+        self.prefetch = check_int(prefetch, "prefetch")
         self.reader = PatchReader(
             padding_mode=padding_mode, pad_value=pad_value, output_axes=output_axes,
-            cache_bytes=cache_bytes, prefetch_workers=_check_int(read_threads, "read_threads"),
+            cache_bytes=cache_bytes, prefetch_workers=check_int(read_threads, "read_threads"),
         )
         self.plans = self._make_plans(plans)
         sizes = np.array([len(p) for p in self.plans], np.int64)
@@ -251,8 +244,8 @@ class PatchDataset:
         """
         return epoch_order(
             self._chunk_sizes,
-            seed=self.seed if seed is None else _check_int(seed, "seed"),
-            epoch=_check_int(epoch, "epoch"),
+            seed=self.seed if seed is None else check_int(seed, "seed"),
+            epoch=check_int(epoch, "epoch"),
             shuffle=self.shuffle if shuffle is None else shuffle,
             draw_same_chunk=self.draw_same_chunk,
             shuffle_window=self.shuffle_window,
@@ -292,8 +285,8 @@ class PatchDataset:
             what differs), or ``epoch`` disagrees with it.
         """
         config = dict(
-            world_size=_check_int(world_size, "world_size", 1), rank=_check_int(rank, "rank"),
-            num_workers=_check_int(num_workers, "num_workers", 1), worker=_check_int(worker, "worker"),
+            world_size=check_int(world_size, "world_size", 1), rank=check_int(rank, "rank"),
+            num_workers=check_int(num_workers, "num_workers", 1), worker=check_int(worker, "worker"),
             drop_remainder=int(drop_remainder), seed=self.seed, n_patches=len(self),
             shuffle=int(self.shuffle), fingerprint=self._fingerprint,
         )
@@ -303,7 +296,7 @@ class PatchDataset:
             if epoch is not None and epoch != saved_epoch:
                 raise ZarrsampleError(f"epoch={epoch} but the state was saved in epoch {saved_epoch}")
             epoch = saved_epoch
-        epoch = 0 if epoch is None else _check_int(epoch, "epoch")
+        epoch = 0 if epoch is None else check_int(epoch, "epoch")
         indices = shard(
             self.order(epoch), rank=config["rank"], world_size=config["world_size"],
             worker=config["worker"], num_workers=config["num_workers"], drop_remainder=drop_remainder,

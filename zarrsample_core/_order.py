@@ -15,6 +15,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ._checks import check_int
 from ._errors import ZarrsampleError
 
 __all__ = [
@@ -27,15 +28,6 @@ STATE_VERSION = 1
 _MAX_RANDOM_BITS = 62
 #: Keys every saved state holds.
 _REQUIRED_KEYS = ("version", "epoch", "position", "fingerprint")
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """``value`` as a Python int >= ``minimum`` (bools are refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ZarrsampleError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -122,12 +114,12 @@ def epoch_order(
     True
     """
     sizes = _check_sizes(chunk_sizes)
-    seed = _check_int("seed", seed, 0)
-    epoch = _check_int("epoch", epoch, 0)
+    seed = check_int(seed, "seed", 0)
+    epoch = check_int(epoch, "epoch", 0)
     shuffle = _check_bool("shuffle", shuffle)
     draw_same_chunk = _check_bool("draw_same_chunk", draw_same_chunk)
     if shuffle_window is not None:
-        shuffle_window = _check_int("shuffle_window", shuffle_window, 1)
+        shuffle_window = check_int(shuffle_window, "shuffle_window", 1)
     n = int(sizes.sum())
     if not shuffle or n == 0:
         return np.arange(n, dtype=np.int64)
@@ -176,10 +168,10 @@ def _shuffle_ties(keys: np.ndarray, index_bits: int, rng: np.random.Generator) -
 def _shard_bounds(n: int, rank: object, world_size: object, worker: object, num_workers: object,
                   drop_remainder: object) -> tuple[int, int]:
     """Validated ``[start, stop)`` of one shard in the padded epoch order."""
-    world_size = _check_int("world_size", world_size, 1)
-    num_workers = _check_int("num_workers", num_workers, 1)
-    rank = _check_int("rank", rank, 0)
-    worker = _check_int("worker", worker, 0)
+    world_size = check_int(world_size, "world_size", 1)
+    num_workers = check_int(num_workers, "num_workers", 1)
+    rank = check_int(rank, "rank", 0)
+    worker = check_int(worker, "worker", 0)
     drop_remainder = _check_bool("drop_remainder", drop_remainder)
     if rank >= world_size:
         raise ZarrsampleError(f"rank must be < world_size={world_size}, got {rank}")
@@ -268,7 +260,7 @@ def shard_length(
     >>> shard_length(5, rank=1, world_size=2, drop_remainder=True)
     2
     """
-    n = _check_int("n", n, 0)
+    n = check_int(n, "n", 0)
     start, stop = _shard_bounds(n, rank, world_size, worker, num_workers, drop_remainder)
     return stop - start
 
@@ -376,9 +368,9 @@ def make_state(*, epoch: int, position: int, fingerprint: int, **config_ints: in
         raise ZarrsampleError("config_ints must not hold the reserved key 'version'")
     state = {
         "version": STATE_VERSION,
-        "epoch": _check_int("epoch", epoch, 0),
-        "position": _check_int("position", position, 0),
-        "fingerprint": _check_int("fingerprint", fingerprint, 0),
+        "epoch": check_int(epoch, "epoch", 0),
+        "position": check_int(position, "position", 0),
+        "fingerprint": check_int(fingerprint, "fingerprint", 0),
     }
     state.update({key: _int_value(key, value) for key, value in config_ints.items()})
     return state

@@ -13,7 +13,9 @@ Examples
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from zarrsample_core._lazy import lazy_exports
 
 __all__ = ["EpochMapDataset", "GrainSource", "as_grain_dataset", "to_jax"]
 
@@ -21,23 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from ._grain import EpochMapDataset, GrainSource, as_grain_dataset, to_jax
 
 
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        import grain  # noqa: F401
-        import jax  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            f"zarrsample_jax.{name} needs jax and grain, which are not installed: "
-            'pip install "zarrsample[jax]"'
-        ) from exc
-    from . import _grain
-
-    value = getattr(_grain, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(
+    __name__, __all__, implementation="._grain", requires=["jax", "grain"], extra="jax"
+)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Mapping
-from numbers import Integral
 from typing import Any
 
 import grain
@@ -20,6 +19,7 @@ import numpy as np
 from absl import flags
 
 from zarrsample_core import PatchDataset, ZarrsampleError
+from zarrsample_core._checks import check_int
 from zarrsample_core._order import check_state, make_state, shard, shard_length
 from zarrsample_core._spec import sample_spec
 
@@ -30,14 +30,6 @@ def _check_dataset(dataset: object) -> PatchDataset:
     if not isinstance(dataset, PatchDataset):
         raise TypeError(f"dataset must be a zarrsample_core.PatchDataset, got {type(dataset).__name__}")
     return dataset
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ZarrsampleError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _absl_flags_parsed() -> None:
@@ -330,13 +322,13 @@ def as_grain_dataset(
     ((2, 4, 4), dtype('uint16'))
     """
     dataset = _check_dataset(dataset)
-    seed = dataset.seed if seed is None else _check_int(seed, "seed", 0)
+    seed = dataset.seed if seed is None else check_int(seed, "seed", 0)
     if shuffle is None:
         shuffle = dataset.shuffle
     if not isinstance(shuffle, bool):
         raise TypeError(f"shuffle must be a bool or None, got {shuffle!r}")
     if num_epochs is not None:
-        num_epochs = _check_int(num_epochs, "num_epochs", 1)
+        num_epochs = check_int(num_epochs, "num_epochs", 1)
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
     if not isinstance(drop_remainder, bool):

@@ -12,7 +12,9 @@ Examples
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from zarrsample_core._lazy import lazy_exports
 
 __all__ = ["as_tf_dataset"]
 
@@ -20,22 +22,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from ._dataset import as_tf_dataset
 
 
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            f"zarrsample_tf.{name} needs TensorFlow, which is not installed: "
-            'pip install "zarrsample[tf]"'
-        ) from exc
-    from . import _dataset
-
-    value = getattr(_dataset, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(
+    __name__, __all__, implementation="._dataset", requires=["tensorflow"], extra="tf"
+)

@@ -10,25 +10,17 @@ check are the core's.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from zarrsample_core import PatchDataset, ZarrsampleError
+from zarrsample_core._checks import check_int
 from zarrsample_core._order import check_state
 from zarrsample_core._spec import sample_spec
 
 __all__ = ["as_tf_dataset"]
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ZarrsampleError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _placement(rank: object, world_size: object, input_context: Any) -> tuple[int, int]:
@@ -176,7 +168,7 @@ def as_tf_dataset(
         raise TypeError(f"dataset must be a zarrsample_core.PatchDataset, got {type(dataset).__name__}")
     rank, world_size = _placement(rank, world_size, input_context)
     if num_parallel_reads != tf.data.AUTOTUNE:
-        num_parallel_reads = _check_int(num_parallel_reads, "num_parallel_reads", 1)
+        num_parallel_reads = check_int(num_parallel_reads, "num_parallel_reads", 1)
     if not isinstance(drop_remainder, bool):
         raise TypeError(f"drop_remainder must be a bool, got {drop_remainder!r}")
     signature = _signature(dataset, output_signature)

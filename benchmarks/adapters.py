@@ -1,0 +1,116 @@
+"""Patches/s through each framework adapter, as a ratio to the core iterator.
+
+Workload of ``benchmarks/throughput.py``: a (3, 8192, 8192) uint8 zarr v3
+array, chunks (3, 1024, 1024), zstd; PatchSampler(256): 1024 patches per
+epoch, plan order. Cases (each in its own subprocess, rounds interleaved,
+best of the rounds):
+
+- ``core``: ``ds.epoch(0)`` in one process (the reference rate);
+- ``torch-workers-0`` / ``torch-workers-2``: ``DataLoader(PatchIterableDataset(ds),
+  batch_size=None, num_workers=...)``, fork start method (zarr backend);
+- ``tf``: ``as_tf_dataset(ds)``;
+- ``grain``: ``as_grain_dataset(ds, num_epochs=1).to_iter_dataset()`` (in process).
+
+Prints one JSON line per case: patches/s, ratio to the core, the per-sample
+overhead in microseconds against the core, then one line of the targets
+(torch with 2 workers >= 1.3x the core; tf and grain >= 0.8).
+Usage: ``python benchmarks/adapters.py [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from workloads import emit, peak_rss_mb  # noqa: E402
+
+CASES = ("core", "torch-workers-0", "torch-workers-2", "tf", "grain")
+PATCHES = 1024
+
+
+def run_case(path: str, case: str) -> None:
+    from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+
+    coll = ImageCollection({"images": open_image(path, axes="CYX")}, spatial_axes="YX")
+    ds = PatchDataset(coll, PatchSampler(256, spatial_axes="YX"))
+    if case == "core":
+        def epoch():
+            return sum(1 for _ in ds.epoch(0))
+    elif case.startswith("torch"):
+        from torch.utils.data import DataLoader
+
+        from zarrsample_torch import PatchIterableDataset
+
+        workers = int(case.rsplit("-", 1)[1])
+
+        def epoch():
+            loader = DataLoader(PatchIterableDataset(ds), batch_size=None, num_workers=workers)
+            return sum(1 for _ in loader)
+    elif case == "tf":
+        from zarrsample_tf import as_tf_dataset
+
+        def epoch():
+            return sum(1 for _ in as_tf_dataset(ds))
+    else:
+        from zarrsample_jax import as_grain_dataset
+
+        def epoch():
+            return sum(1 for _ in as_grain_dataset(ds, num_epochs=1).to_iter_dataset())
+
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        n = epoch()
+        best = min(best, time.perf_counter() - t0)
+    assert n == PATCHES, (case, n)
+    emit(case=case, seconds=round(best, 4), patches_per_s=round(n / best, 1), peak_rss_mb=round(peak_rss_mb(), 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--case", nargs=2, metavar=("PATH", "CASE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        run_case(*args.case)
+        return
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    best: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="zarrsample-adapters-") as tmp:
+        path = str(Path(tmp, "v3.zarr"))
+        subprocess.run(
+            [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import workloads;"
+             " workloads.write_smooth_image(sys.argv[2], 3)", str(Path(__file__).parent), path],
+            check=True,
+        )
+        for _ in range(args.rounds):
+            for case in CASES:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--case", path, case],
+                    check=True, capture_output=True, text=True, env=env,
+                ).stdout
+                fields = json.loads(out.strip().splitlines()[-1])
+                if case not in best or fields["seconds"] < best[case]["seconds"]:
+                    best[case] = fields
+    core = best["core"]
+    for case in CASES:
+        fields = dict(best[case], rounds=args.rounds)
+        fields["ratio_to_core"] = round(fields["patches_per_s"] / core["patches_per_s"], 3)
+        fields["overhead_us_per_sample"] = round((fields["seconds"] - core["seconds"]) / PATCHES * 1e6, 1)
+        emit(**fields)
+    ratio = lambda case: round(best[case]["patches_per_s"] / core["patches_per_s"], 3)  # noqa: E731
+    emit(
+        summary="targets", torch_workers_2=ratio("torch-workers-2"), torch_target=1.3,
+        tf=ratio("tf"), grain=ratio("grain"), tf_grain_target=0.8,
+    )
+
+
+if __name__ == "__main__":
+    main()

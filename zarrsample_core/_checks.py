@@ -1,0 +1,40 @@
+"""Small argument checks shared by the core and the adapters."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+
+from ._errors import ZarrsampleError
+
+__all__ = ["check_bool", "check_int"]
+
+
+def check_int(value: object, name: str, minimum: int = 0) -> int:
+    """``value`` as a Python int >= ``minimum``; bools are refused.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not an integer (``True`` and ``np.bool_`` included).
+    ZarrsampleError
+        ``value < minimum``.
+
+    Examples
+    --------
+    >>> check_int(np.int64(3), "epoch")
+    3
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ZarrsampleError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` if it is a bool, else a ``TypeError`` naming ``name``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
