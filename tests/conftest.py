@@ -67,3 +67,12 @@ def serve_directory(root, monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the tests that fork DataLoader workers before any test imports jax.
+
+    jax starts threads when imported; a later ``fork()`` in the same process
+    (the default start method of torch's DataLoader workers) may deadlock.
+    """
+    items.sort(key=lambda item: 0 if item.path.name == "test_torch.py" else 1)
