@@ -19,7 +19,7 @@ CONFIGS = [(1, 1), (2, 1), (2, 2)]  # (world_size, num_workers)
 
 
 def make_dataset(seed: int = 7, patch: int = 8, **kwargs) -> PatchDataset:
-    """Two small images (one with labels at half scale), 37 patches in all."""
+    """Two small images, each with labels at half scale (45 patches of 8 px)."""
     rng = np.random.default_rng(0)
     a = rng.integers(0, 255, (3, 40, 48), dtype=np.uint8)
     b = rng.integers(0, 255, (3, 24, 40), dtype=np.uint8)

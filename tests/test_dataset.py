@@ -163,8 +163,17 @@ def test_a_state_from_another_configuration_is_refused(slide):
     other = PatchDataset(coll, PatchSampler(16, spatial_axes="YX"), shuffle=True)
     with pytest.raises(ZarrsampleError, match="fingerprint saved"):
         other.epoch(state=state, world_size=2)
-    with pytest.raises(ZarrsampleError, match="epoch=3 but the state was saved in epoch 0"):
+    with pytest.raises(ZarrsampleError, match=r"epoch=3 but the state was saved inside epoch 0 \(0 of \d+"):
         ds.epoch(3, state=state, world_size=2)
+
+
+def test_a_finished_state_starts_the_next_epoch(slide):
+    ds = PatchDataset(make_collection(slide), PatchSampler(8, spatial_axes="YX"), shuffle=True,
+                      return_positions=True)
+    it = ds.epoch(2)
+    list(it)
+    assert len(it) == ds.epoch_length() == len(ds)
+    assert positions(ds, epoch=3, state=it.state()) == positions(ds, epoch=3)
 
 
 def test_whole_images_transform_and_output_axes(slide):

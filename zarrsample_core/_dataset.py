@@ -11,7 +11,7 @@ import numpy as np
 from ._checks import check_int
 from ._collection import ImageCollection
 from ._errors import ZarrsampleError
-from ._order import check_state, config_fingerprint, epoch_order, make_state, shard
+from ._order import check_state, config_fingerprint, epoch_order, make_state, shard, shard_length
 from ._plan import PatchPlan
 from ._reader import PatchReader
 
@@ -236,6 +236,16 @@ class PatchDataset:
         """63-bit fingerprint of plans, images and order options (checked when restoring a state)."""
         return self._fingerprint
 
+    def epoch_length(
+        self, *, rank: int = 0, world_size: int = 1, worker: int = 0, num_workers: int = 1,
+        drop_remainder: bool = False,
+    ) -> int:
+        """Samples one shard delivers per epoch (what ``len(ds.epoch(...))`` gives)."""
+        return shard_length(
+            len(self), rank=rank, world_size=world_size, worker=worker, num_workers=num_workers,
+            drop_remainder=drop_remainder,
+        )
+
     def order(self, epoch: int = 0, *, seed: int | None = None, shuffle: bool | None = None) -> np.ndarray:
         """The whole epoch's patch order (before sharding), ``(len(self),)`` int64.
 
@@ -276,7 +286,8 @@ class PatchDataset:
             Equal counts per rank by dropping the tail of the epoch order
             (True) or by repeating patches from its start (False).
         state : dict, optional
-            An ``iterator.state()`` to resume from.
+            An ``iterator.state()`` to resume from. A state saved at the end
+            of an epoch lets another ``epoch`` start from its beginning.
 
         Raises
         ------
@@ -294,8 +305,19 @@ class PatchDataset:
         if state is not None:
             saved_epoch, position = check_state(state, expected=config)
             if epoch is not None and epoch != saved_epoch:
-                raise ZarrsampleError(f"epoch={epoch} but the state was saved in epoch {saved_epoch}")
-            epoch = saved_epoch
+                total = shard_length(
+                    len(self), rank=config["rank"], world_size=config["world_size"],
+                    worker=config["worker"], num_workers=config["num_workers"],
+                    drop_remainder=drop_remainder,
+                )
+                if position < total:
+                    raise ZarrsampleError(
+                        f"epoch={epoch} but the state was saved inside epoch {saved_epoch} "
+                        f"({position} of {total} samples): resume epoch {saved_epoch} first"
+                    )
+                position = 0  # the saved epoch was finished: `epoch` starts from its beginning
+            else:
+                epoch = saved_epoch
         epoch = 0 if epoch is None else check_int(epoch, "epoch")
         indices = shard(
             self.order(epoch), rank=config["rank"], world_size=config["world_size"],

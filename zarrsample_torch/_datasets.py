@@ -17,7 +17,6 @@ import torch.utils.data
 
 from zarrsample_core import EpochIterator, PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
-from zarrsample_core._order import shard_length
 
 from ._tensors import to_tensors
 
@@ -244,33 +243,25 @@ class PatchIterableDataset(torch.utils.data.IterableDataset):
             return self._rank, self._world_size
         return self._parent_group if self._parent_group is not None else _distributed()
 
-    def _place(self) -> dict[str, int]:
+    def _shard(self, epoch: int | None, state: Mapping[str, int] | None = None) -> EpochIterator:
+        """The core's iterator over this rank's and this worker's part of ``epoch``."""
         rank, world_size = self._group()
         info = torch.utils.data.get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return dict(rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
+        return self.dataset.epoch(
+            epoch, rank=rank, world_size=world_size, worker=worker, num_workers=num_workers,
+            drop_remainder=self.drop_remainder, state=state,
+        )
 
     def __len__(self) -> int:
         """Samples this rank (all its workers together) yields per epoch."""
         rank, world_size = self._group()
-        return shard_length(len(self.dataset), rank=rank, world_size=world_size,
-                            drop_remainder=self.drop_remainder)
+        return self.dataset.epoch_length(rank=rank, world_size=world_size, drop_remainder=self.drop_remainder)
 
     def __iter__(self) -> Iterator[Any]:
         state, self._pending = self._pending, None
-        place, epoch = self._place(), self.epoch
-        iterator = self.dataset.epoch(
-            epoch if state is None else None, drop_remainder=self.drop_remainder, state=state, **place
-        )
-        if iterator.epoch != epoch:
-            if iterator.position < len(iterator):
-                raise ZarrsampleError(
-                    f"the loaded state is in epoch {iterator.epoch} at sample {iterator.position} of "
-                    f"{len(iterator)}, but the epoch to iterate is {epoch}: call set_epoch({iterator.epoch}) "
-                    "to finish that epoch first"
-                )
-            # A state saved at the end of an epoch: the next epoch starts afresh.
-            iterator = self.dataset.epoch(epoch, drop_remainder=self.drop_remainder, **place)
+        epoch = self.epoch
+        iterator = self._shard(epoch, state)
         samples = (to_tensors(sample) for sample in iterator)
         self._iterator, self._live = iterator, weakref.ref(samples)
         return samples
@@ -286,7 +277,7 @@ class PatchIterableDataset(torch.utils.data.IterableDataset):
             return self._iterator.state()
         if self._pending is not None:
             return dict(self._pending)
-        return self.dataset.epoch(self.epoch, drop_remainder=self.drop_remainder, **self._place()).state()
+        return self._shard(self.epoch).state()
 
     def load_state_dict(self, state_dict: Mapping[str, int]) -> None:
         """Resume from ``state_dict`` at the next ``iter()`` (checked there).
