@@ -15,7 +15,7 @@ from ._order import check_state, config_fingerprint, epoch_order, make_state, sh
 from ._plan import PatchPlan
 from ._reader import PatchReader
 
-__all__ = ["EpochIterator", "PatchDataset", "whole_image_plan"]
+__all__ = ["EpochIterator", "PatchDataset", "check_dataset", "whole_image_plan"]
 
 Sample = dict[str, Any]
 
@@ -326,6 +326,13 @@ class PatchDataset:
         if position > len(indices):
             raise ZarrsampleError(f"state position {position} is past this shard's {len(indices)} patches")
         return EpochIterator(self, indices, epoch=epoch, position=position, config=config)
+
+
+def check_dataset(dataset: object) -> PatchDataset:
+    """``dataset`` if it is a :class:`PatchDataset` (what adapters wrap), else a TypeError."""
+    if not isinstance(dataset, PatchDataset):
+        raise TypeError(f"dataset must be a zarrsample_core.PatchDataset, got {type(dataset).__name__}")
+    return dataset
 
 
 class EpochIterator(Iterator[Any]):

@@ -20,16 +20,11 @@ from absl import flags
 
 from zarrsample_core import PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
+from zarrsample_core._dataset import check_dataset
 from zarrsample_core._order import check_state, make_state, shard, shard_length
 from zarrsample_core._spec import sample_spec
 
 __all__ = ["EpochMapDataset", "GrainSource", "as_grain_dataset", "to_jax"]
-
-
-def _check_dataset(dataset: object) -> PatchDataset:
-    if not isinstance(dataset, PatchDataset):
-        raise TypeError(f"dataset must be a zarrsample_core.PatchDataset, got {type(dataset).__name__}")
-    return dataset
 
 
 def _absl_flags_parsed() -> None:
@@ -79,7 +74,7 @@ class GrainSource:
     """
 
     def __init__(self, dataset: PatchDataset) -> None:
-        self.dataset = _check_dataset(dataset)
+        self.dataset = check_dataset(dataset)
         _absl_flags_parsed()
 
     def __len__(self) -> int:
@@ -321,7 +316,7 @@ def as_grain_dataset(
     >>> batch["images"].shape, batch["images"].dtype
     ((2, 4, 4), dtype('uint16'))
     """
-    dataset = _check_dataset(dataset)
+    dataset = check_dataset(dataset)
     seed = dataset.seed if seed is None else check_int(seed, "seed", 0)
     if shuffle is None:
         shuffle = dataset.shuffle

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from zarrsample_core import PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
+from zarrsample_core._dataset import check_dataset
 from zarrsample_core._order import check_state
 from zarrsample_core._spec import sample_spec
 
@@ -164,8 +165,7 @@ def as_tf_dataset(
     ...     core.epoch(0, rank=1, world_size=2)]
     True
     """
-    if not isinstance(dataset, PatchDataset):
-        raise TypeError(f"dataset must be a zarrsample_core.PatchDataset, got {type(dataset).__name__}")
+    dataset = check_dataset(dataset)
     rank, world_size = _placement(rank, world_size, input_context)
     if num_parallel_reads != tf.data.AUTOTUNE:
         num_parallel_reads = check_int(num_parallel_reads, "num_parallel_reads", 1)

@@ -17,16 +17,11 @@ import torch.utils.data
 
 from zarrsample_core import EpochIterator, PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
+from zarrsample_core._dataset import check_dataset
 
 from ._tensors import to_tensors
 
 __all__ = ["PatchIterableDataset", "PatchMapDataset"]
-
-
-def _check_dataset(dataset: object) -> PatchDataset:
-    if not isinstance(dataset, PatchDataset):
-        raise TypeError(f"dataset must be a zarrsample_core.PatchDataset, got {type(dataset).__name__}")
-    return dataset
 
 
 def _distributed() -> tuple[int, int]:
@@ -73,7 +68,7 @@ class PatchMapDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, dataset: PatchDataset) -> None:
-        self.dataset = _check_dataset(dataset)
+        self.dataset = check_dataset(dataset)
 
     def __repr__(self) -> str:
         return f"PatchMapDataset({self.dataset!r})"
@@ -180,7 +175,7 @@ class PatchIterableDataset(torch.utils.data.IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
-        self.dataset = _check_dataset(dataset)
+        self.dataset = check_dataset(dataset)
         if not isinstance(drop_remainder, bool):
             raise TypeError(f"drop_remainder must be a bool, got {drop_remainder!r}")
         self.drop_remainder = drop_remainder
