@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from numbers import Integral
 from typing import Any, Literal
@@ -15,7 +16,7 @@ from ._order import check_state, config_fingerprint, epoch_order, make_state, sh
 from ._plan import PatchPlan
 from ._reader import PatchReader
 
-__all__ = ["EpochIterator", "PatchDataset", "check_dataset", "whole_image_plan"]
+__all__ = ["EpochIterator", "PatchDataset", "ReadAhead", "check_dataset", "whole_image_plan"]
 
 Sample = dict[str, Any]
 
@@ -335,6 +336,34 @@ def check_dataset(dataset: object) -> PatchDataset:
     return dataset
 
 
+class ReadAhead:
+    """Keeps the chunks of the next ``dataset.prefetch`` samples of an order loading.
+
+    Whoever reads ``indices`` in order (the core iterator, or an adapter that
+    reads ``dataset[indices[j]]`` itself) calls :meth:`advance` with the
+    position about to be read; the window is refilled half a window at a
+    time, so each refill sees runs of neighbouring chunks. Thread-safe.
+    """
+
+    def __init__(self, dataset: PatchDataset, indices: np.ndarray, position: int = 0) -> None:
+        self._dataset = dataset
+        self._indices = indices
+        self._until = position
+        self._lock = threading.Lock()
+
+    def advance(self, position: int) -> None:
+        """Make sure the chunks after ``position`` are on their way."""
+        lookahead = self._dataset.prefetch
+        if not lookahead or self._until - position > lookahead // 2:
+            return
+        with self._lock:
+            ahead = min(len(self._indices), position + 1 + lookahead)
+            first = max(self._until, position + 1)
+            self._until = max(self._until, ahead)
+        if first < ahead:
+            self._dataset._prefetch(self._indices[first:ahead])
+
+
 class EpochIterator(Iterator[Any]):
     """One shard's samples of one epoch; :meth:`state` saves the position.
 
@@ -351,7 +380,7 @@ class EpochIterator(Iterator[Any]):
         self.epoch = epoch
         self.position = position
         self._config = config
-        self._prefetched = position
+        self._read_ahead = ReadAhead(dataset, indices, position)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -362,15 +391,7 @@ class EpochIterator(Iterator[Any]):
     def __next__(self) -> Any:
         if self.position >= len(self.indices):
             raise StopIteration
-        lookahead = self.dataset.prefetch
-        # Refill the read-ahead window half a window at a time, so that each
-        # call sees runs of neighbouring chunks to load together.
-        if lookahead and self._prefetched - self.position <= lookahead // 2:
-            ahead = min(len(self.indices), self.position + 1 + lookahead)
-            first = max(self._prefetched, self.position + 1)
-            if first < ahead:
-                self.dataset._prefetch(self.indices[first:ahead])
-            self._prefetched = max(self._prefetched, ahead)
+        self._read_ahead.advance(self.position)
         sample = self.dataset._sample(int(self.indices[self.position]))
         self.position += 1
         return sample

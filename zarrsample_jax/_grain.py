@@ -20,7 +20,7 @@ from absl import flags
 
 from zarrsample_core import PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
-from zarrsample_core._dataset import check_dataset
+from zarrsample_core._dataset import ReadAhead, check_dataset
 from zarrsample_core._order import check_state, make_state, shard, shard_length
 from zarrsample_core._spec import sample_spec
 
@@ -107,7 +107,7 @@ class EpochMapDataset(grain.MapDataset):
                                 drop_remainder=bool(config["drop_remainder"]))
         self.epoch_length = shard_length(len(dataset), **self._shard_args)
         self._num_epochs = None if config["num_epochs"] < 0 else config["num_epochs"]
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[int, tuple[np.ndarray, ReadAhead]] = {}
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -131,15 +131,16 @@ class EpochMapDataset(grain.MapDataset):
             f"epoch_length={self.epoch_length})"
         )
 
-    def _shard(self, epoch: int) -> np.ndarray:
-        """The shard's indices in ``epoch`` (this and the previous epoch are kept)."""
+    def _shard(self, epoch: int) -> tuple[np.ndarray, ReadAhead]:
+        """The shard's indices in ``epoch`` and their read-ahead (this and the previous epoch are kept)."""
         with self._lock:
-            indices = self._cache.get(epoch)
-            if indices is None:
+            entry = self._cache.get(epoch)
+            if entry is None:
                 indices = shard(self._dataset.order(epoch, **self._order_args), **self._shard_args)
+                entry = (indices, ReadAhead(self._dataset, indices))
                 self._cache = {e: v for e, v in self._cache.items() if e == epoch - 1}
-                self._cache[epoch] = indices
-            return indices
+                self._cache[epoch] = entry
+            return entry
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -148,7 +149,9 @@ class EpochMapDataset(grain.MapDataset):
             raise IndexError(f"index {index} is out of range for an empty shard")
         with self._stats.record_self_time():
             epoch, position = divmod(int(index) % len(self), self.epoch_length)
-            patch = int(self._shard(self._config["epoch"] + epoch)[position])
+            indices, read_ahead = self._shard(self._config["epoch"] + epoch)
+            read_ahead.advance(position)
+            patch = int(indices[position])
         return self._parent[patch]
 
     def set_slice(self, sl: slice, sequential_slice: bool = False) -> None:

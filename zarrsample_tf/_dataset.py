@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from zarrsample_core import PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
-from zarrsample_core._dataset import check_dataset
+from zarrsample_core._dataset import ReadAhead, check_dataset
 from zarrsample_core._order import check_state
 from zarrsample_core._spec import sample_spec
 
@@ -178,10 +178,12 @@ def as_tf_dataset(
     keys = list(config)
     expected = {k: v for k, v in config.items() if k not in ("version", "position")}
     current = np.array([config[k] for k in keys], np.int64)
+    read_ahead = ReadAhead(dataset, indices)
 
     def read(saved: np.ndarray, j: np.int64) -> list[np.ndarray]:
         if not np.array_equal(saved, current):  # a checkpoint of another configuration
             check_state(dict(zip(keys, saved.tolist())), expected=expected)
+        read_ahead.advance(int(j))
         sample = dataset[int(indices[j])]
         missing = [key for key in signature if key not in sample]
         if missing or len(sample) != len(signature):
