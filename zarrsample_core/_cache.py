@@ -163,15 +163,6 @@ class ChunkCache:
             return self._fill(key, slot, load)
         return slot.future.result()
 
-    def schedule(self, key: Hashable, load: Callable[[], np.ndarray], executor: Executor) -> bool:
-        """Load ``key`` in ``executor`` unless it is cached or in flight.
-
-        Returns True when a load was scheduled. A reader that asks for the
-        chunk before a worker starts on it loads it itself; once a worker
-        has started, readers wait for it.
-        """
-        return bool(self.schedule_group([key], lambda: [load()], executor))
-
     def schedule_group(
         self, keys: Sequence[Hashable], load: Callable[[], list[np.ndarray]], executor: Executor
     ) -> int:
@@ -179,8 +170,10 @@ class ChunkCache:
 
         Keys already cached or in flight are left alone; if all are, nothing
         is scheduled. One read of a run of neighbouring chunks lets the
-        storage library decode them concurrently. Returns how many keys
-        were scheduled.
+        storage library decode them concurrently. A reader that asks for a
+        chunk before a worker starts on the group loads it itself; once a
+        worker has started, readers wait for it. Returns how many keys were
+        scheduled.
         """
         with self._lock:
             fresh = [k for k in keys if k not in self._data and k not in self._inflight]
