@@ -100,6 +100,41 @@ def test_static_shapes_dtypes_and_batches():
     np.testing.assert_array_equal(first["labels"].numpy(), np.stack([s["labels"] for s in expected]))
 
 
+
+@pytest.mark.parametrize("size, reads", [(4, 1), (7, 3), (45, 1), (64, 1)])
+def test_batch_size_reads_batches_equal_to_the_epoch_in_order(size, reads):
+    ds = make_dataset()
+    expected = list(ds.epoch(2, rank=1, world_size=2))
+    tfds = as_tf_dataset(ds, epoch=2, rank=1, world_size=2, batch_size=size, num_parallel_reads=reads)
+    full = len(expected) % size == 0
+    assert tfds.element_spec["images"].shape.as_list() == [size if full else None, 3, 8, 8]
+    batches = list(tfds)
+    assert int(tfds.cardinality()) == len(batches) == -(-len(expected) // size)
+    assert [len(b["images"]) for b in batches[:-1]] == [size] * (len(batches) - 1)
+    for key in ("images", "labels", "position", "image_index"):
+        got = np.concatenate([b[key].numpy() for b in batches])
+        np.testing.assert_array_equal(got, np.stack([s[key] for s in expected]))
+
+
+def test_batch_size_resumes_and_refuses_another_configuration(tmp_path):
+    ds = make_dataset()
+    whole = [b["position"].numpy() for b in as_tf_dataset(ds, epoch=1, batch_size=4)]
+    it = iter(as_tf_dataset(ds, epoch=1, batch_size=4))
+    head = [next(it)["position"].numpy() for _ in range(3)]
+    fresh = save_and_restore(it, iter(as_tf_dataset(ds, epoch=1, batch_size=4)), tmp_path / "a")
+    resumed = head + [b["position"].numpy() for b in fresh]
+    assert len(resumed) == len(whole)
+    for a, b in zip(resumed, whole):
+        np.testing.assert_array_equal(a, b)
+    it = iter(as_tf_dataset(ds, batch_size=4))
+    next(it)
+    foreign = save_and_restore(it, iter(as_tf_dataset(make_dataset(seed=8), batch_size=4)), tmp_path / "b")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="seed saved 7, now 8"):
+        for _ in foreign:
+            pass
+    with pytest.raises(ZarrsampleError, match="batch_size"):
+        as_tf_dataset(ds, batch_size=0)
+
 @pytest.mark.parametrize("dtype", ["uint16", "int8", "float32", "bool"])
 def test_dtypes_are_preserved(dtype):
     data = (np.arange(2 * 12 * 10).reshape(2, 12, 10) % 7).astype(dtype)
