@@ -233,3 +233,11 @@ def test_sequential_slicing_is_refused_with_a_clear_message():
     mds = as_grain_dataset(make_dataset())
     with pytest.raises(ZarrsampleError, match="sequential_slice=False"):
         mds.set_slice(slice(0, None, 2), sequential_slice=True)
+
+
+@pytest.mark.parametrize("options", [None, grain.ReadOptions(num_threads=4, prefetch_buffer_size=8),
+                                     grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)])
+def test_read_options_do_not_change_the_sequence(options):
+    ds = make_dataset()
+    it = iter(as_grain_dataset(ds, epoch=2, num_epochs=1).to_iter_dataset(options))
+    assert drain(it) == [sample_key(s) for s in ds.epoch(2)]

@@ -24,7 +24,10 @@ from zarrsample_core._dataset import ReadAhead, check_dataset
 from zarrsample_core._order import check_state, make_state, shard, shard_length
 from zarrsample_core._spec import sample_spec
 
-__all__ = ["EpochMapDataset", "GrainSource", "as_grain_dataset", "to_jax"]
+__all__ = ["READ_OPTIONS", "EpochMapDataset", "GrainSource", "as_grain_dataset", "to_jax"]
+
+#: Default of :meth:`EpochMapDataset.to_iter_dataset`: the core reads chunks ahead itself.
+READ_OPTIONS = grain.ReadOptions(num_threads=1, prefetch_buffer_size=64)
 
 
 def _absl_flags_parsed() -> None:
@@ -179,7 +182,14 @@ class EpochMapDataset(grain.MapDataset):
         Batch after it (``.to_iter_dataset().batch(n)``) to keep the check:
         a ``.batch(n).to_iter_dataset()`` pipeline resumes exactly too, but
         Grain's own state holds only ``next_index``.
+
+        ``read_options`` defaults to :data:`READ_OPTIONS` (one thread reading
+        64 samples ahead) rather than Grain's 16 threads: the core's
+        read-ahead threads already decode chunks in parallel, and more Python
+        threads only contend for the GIL (about 1.3x slower on 2 cores).
         """
+        if read_options is None:
+            read_options = READ_OPTIONS
         parent = super().to_iter_dataset(read_options, allow_nones=allow_nones)
         return _CheckedIterDataset(parent, self._config)
 
