@@ -16,6 +16,7 @@ def test_core_all_is_pinned_and_sorted():
         "PatchPlan",
         "PatchReader",
         "PatchSampler",
+        "Stitcher",
         "ZarrsampleError",
         "open_image",
         "poisson_disk_positions",

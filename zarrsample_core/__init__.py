@@ -12,6 +12,7 @@ from ._plan import PatchPlan
 from ._reader import PatchReader
 from ._sampler import PatchSampler
 from ._spec import sample_spec
+from ._stitch import Stitcher
 
 __all__ = [
     "BlueNoisePatchSampler",
@@ -22,6 +23,7 @@ __all__ = [
     "PatchPlan",
     "PatchReader",
     "PatchSampler",
+    "Stitcher",
     "ZarrsampleError",
     "open_image",
     "poisson_disk_positions",
