@@ -1,0 +1,254 @@
+"""The zarrsample command line, driven as a subprocess: info, plan, previews, demo, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import given
+from hypothesis import strategies as st
+from numcodecs import Zstd
+from PIL import Image as PILImage
+
+from zarrsample_core import BlueNoisePatchSampler, ImageCollection, PatchSampler, open_image
+from zarrsample_core._preview import MASK_ALPHA, MASK_COLOUR, PATCH_COLOUR, patch_outlines, render_preview
+from zarrsample_core._tissue import tissue_mask
+from zarrsample_core.demo import write_synthetic_slide
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def cli(*args, python_prelude=None):
+    """Run ``zarrsample ARGS`` in a fresh interpreter; returns the CompletedProcess."""
+    if python_prelude is None:
+        command = [sys.executable, "-m", "zarrsample_core._cli", *map(str, args)]
+    else:
+        script = f"{python_prelude}\nimport sys\nfrom zarrsample_core._cli import main\nsys.exit(main(sys.argv[1:]))"
+        command = [sys.executable, "-c", script, *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=ENV)
+
+
+def one_error_line(result, code, pattern):
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert re.search(pattern, lines[-1]), lines
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    slide = write_synthetic_slide(root / "slide.ome.zarr", size=1024)
+    plain = zarr.create_array(store=str(root / "plain.zarr"), shape=(3, 300, 200), chunks=(3, 100, 128),
+                              dtype="uint16", zarr_format=2, compressors=Zstd(level=3))
+    plain[...] = np.arange(3 * 300 * 200, dtype=np.uint16).reshape(3, 300, 200)
+    group = zarr.open_group(root / "group.zarr", mode="w-", zarr_format=3)
+    group.create_array("a", shape=(10, 12), chunks=(5, 6), dtype="float32")
+    (root / "empty").mkdir()
+    (root / "file.txt").write_text("not zarr")
+    return {"root": root, "slide": slide, "plain": root / "plain.zarr", "group": root / "group.zarr"}
+
+
+# -- info -------------------------------------------------------------------------------------
+
+
+def test_info_ome_zarr_text_and_json(data):
+    text = cli("info", data["slide"])
+    assert text.returncode == 0, text.stderr
+    out = text.stdout
+    assert "type:        OME-Zarr image (NGFF 0.5), zarr v3" in out
+    assert "axes:        CYX" in out and "dtype:       uint8" in out
+    assert "chunks:      (3, 512, 512)" in out and "zstd" in out
+    assert "1: path '1', shape (3, 512, 512), chunks (3, 512, 512), scale [1.0, 2.0, 2.0]" in out
+    assert "labels:      tissue" in out
+    info = json.loads(cli("info", data["slide"], "--json").stdout)
+    assert (info["kind"], info["zarr_format"], info["ome_version"], info["axes"]) == ("ome-zarr", 3, "0.5", "CYX")
+    assert [lv["shape"] for lv in info["levels"]] == [[3, 1024, 1024], [3, 512, 512], [3, 256, 256]]
+    assert [lv["scale"] for lv in info["levels"]] == [[1, 1, 1], [1, 2, 2], [1, 4, 4]]
+    assert [c["name"] for c in info["compressors"]] == ["zstd"] and info["serializer"]["name"] == "bytes"
+    assert info["labels"] == ["tissue"] and info["dtype"] == "uint8"
+
+
+def test_info_plain_v2_array_and_group(data):
+    text = cli("info", data["plain"])
+    assert text.returncode == 0, text.stderr
+    assert "type:        zarr array, zarr v2" in text.stdout
+    assert "shape:       (3, 300, 200)" in text.stdout and "dtype:       uint16" in text.stdout
+    assert "zstd(level=3" in text.stdout
+    info = json.loads(cli("info", data["plain"], "--json").stdout)
+    assert (info["kind"], info["zarr_format"], info["chunks"], info["shards"]) == ("array", 2, [3, 100, 128], None)
+    assert info["compressors"][0]["name"] == "zstd" and info["compressors"][0]["configuration"]["level"] == 3
+    group = json.loads(cli("info", data["group"], "--json").stdout)
+    assert group["kind"] == "group" and group["arrays"] == [
+        {"path": "a", "shape": [10, 12], "dtype": "float32", "chunks": [5, 6]}]
+
+
+def test_console_script_is_installed(data):
+    script = Path(sys.executable).parent / "zarrsample"
+    assert script.exists(), "pip install -e . creates the zarrsample console script"
+    result = subprocess.run([str(script), "info", str(data["plain"]), "--json"], capture_output=True,
+                            text=True, timeout=60, env=ENV)
+    assert result.returncode == 0 and json.loads(result.stdout)["shape"] == [3, 300, 200]
+
+
+# -- plan -------------------------------------------------------------------------------------
+
+
+def test_plan_counts_equal_the_library(data):
+    slide = data["slide"]
+    image = open_image(slide)
+    tissue = ImageCollection({"images": image, "masks": tissue_mask(image)}, spatial_axes="YX")
+    labels = ImageCollection({"images": image, "masks": open_image(slide, data_group="labels/tissue")},
+                             spatial_axes="YX")
+    plain = ImageCollection({"images": open_image(data["plain"], axes="CYX")}, spatial_axes="YX")
+    cases = [
+        (["--tissue", "--patch-size", "128"], tissue, PatchSampler(128, min_area=0.5, spatial_axes="YX")),
+        (["--tissue", "--sampler", "bluenoise", "--seed", "3", "--patch-size", "64", "--min-area", "0.9"],
+         tissue, BlueNoisePatchSampler(64, seed=3, min_area=0.9, spatial_axes="YX")),
+        (["--mask", slide / "labels" / "tissue", "--patch-size", "100,60", "--stride", "50", "--pad", "4"],
+         labels, PatchSampler((100, 60), stride=50, pad=4, min_area=0.5, spatial_axes="YX")),
+    ]
+    for options, coll, sampler in cases:
+        result = cli("plan", slide, *options, "--json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        plan = sampler.plan(coll)
+        _, per_tile = np.unique(plan.chunk_ids, return_counts=True)
+        assert report["patches"] == len(plan) > 0, options
+        (one,) = report["images"]
+        assert one["chunk_tiles"] == len(per_tile)
+        assert one["patches_per_tile"] == {"min": per_tile.min(), "median": np.median(per_tile),
+                                           "max": per_tile.max()}
+    result = cli("plan", data["plain"], "--axes", "CYX", "--patch-size", "64", "--allow-incomplete")
+    assert result.returncode == 0, result.stderr
+    expected = PatchSampler(64, spatial_axes="YX", allow_incomplete_patches=True).plan(plain)
+    assert len(expected) == 5 * 4
+    _, per_tile = np.unique(expected.chunk_ids, return_counts=True)
+    assert (f"patches: {len(expected)} in {len(per_tile)} chunk tiles (per tile: min {per_tile.min()}, "
+            f"median {np.median(per_tile):g}, max {per_tile.max()})") in result.stdout
+    assert re.search(r"time: open [\d.]+ ms, mask [\d.]+ ms, plan [\d.]+ ms", result.stdout)
+
+
+def test_plan_many_images_sums_them(data):
+    report = json.loads(cli("plan", data["slide"], data["slide"], "--tissue", "--json").stdout)
+    assert len(report["images"]) == 2 and report["patches"] == 2 * report["images"][0]["patches"]
+
+
+def test_plan_preview_draws_patches_over_the_mask(data, tmp_path):
+    out = tmp_path / "preview.png"
+    result = cli("plan", data["slide"], "--tissue", "--patch-size", "128", "--preview", out,
+                 "--preview-size", "300", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["preview"] == {"path": str(out), "width": 300, "height": 300}
+    picture = np.asarray(PILImage.open(out).convert("RGB"))
+    assert picture.shape == (300, 300, 3)
+    image = open_image(data["slide"])
+    coll = ImageCollection({"images": image, "masks": tissue_mask(image)}, spatial_axes="YX")
+    plan = PatchSampler(128, min_area=0.5, spatial_axes="YX").plan(coll)
+    drawn = np.all(picture == PATCH_COLOUR, axis=-1)
+    corners = plan.toplefts * 300 // 1024
+    assert drawn[corners[:, 0], corners[:, 1]].all()  # every patch's top-left corner is outlined
+    far = np.ones((300, 300), bool)  # pixels at least 2 preview pixels from any patch
+    for y, x in corners.tolist():
+        far[max(0, y - 2) : y + 40, max(0, x - 2) : x + 40] = False
+    assert far.any() and not drawn[far].any()
+
+
+def test_render_preview_blends_the_mask():
+    rgb = np.full((3, 40, 80), 200, np.uint8)
+    mask = np.zeros((10, 20), bool)
+    mask[:5, :10] = True  # the top-left quarter, at 1/4 scale
+    image = open_image(rgb, axes="CYX")
+    picture = np.asarray(render_preview(image, mask=open_image(mask, axes="YX"), size=160))
+    assert picture.shape == (80, 160, 3)
+    blended = np.rint((1 - MASK_ALPHA) * 200 + MASK_ALPHA * np.asarray(MASK_COLOUR)).astype(np.uint8)
+    assert np.all(picture[:40, :80] == blended) and np.all(picture[40:] == 200) and np.all(picture[:, 80:] == 200)
+
+
+def naive_outlines(shape, start, stop):
+    canvas = np.zeros(shape, bool)
+    for (y0, x0), (y1, x1) in zip(start.tolist(), stop.tolist()):
+        canvas[y0, x0 : x1 + 1] = canvas[y1, x0 : x1 + 1] = True
+        canvas[y0 : y1 + 1, x0] = canvas[y0 : y1 + 1, x1] = True
+    return canvas
+
+
+@given(st.integers(1, 30), st.integers(1, 30), st.integers(0, 12), st.integers(0, 2**32 - 1))
+def test_patch_outlines_match_naive_drawing(h, w, n, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, [h, w], (n, 2))
+    b = rng.integers(0, [h, w], (n, 2))
+    start, stop = np.minimum(a, b), np.maximum(a, b)
+    assert np.array_equal(patch_outlines((h, w), start, stop), naive_outlines((h, w), start, stop))
+
+
+# -- errors and help --------------------------------------------------------------------------
+
+
+def test_bad_data_exits_1_with_one_line(data):
+    root = data["root"]
+    one_error_line(cli("info", root / "missing.zarr"), 1, r"^zarrsample: error: source path .*missing\.zarr' does not exist$")
+    one_error_line(cli("plan", root / "empty"), 1, r"^zarrsample: error: .*is not a zarr array or group")
+    one_error_line(cli("info", root / "file.txt"), 1, r"^zarrsample: error: .*is a file, not a zarr")
+    one_error_line(cli("plan", data["plain"], "--axes", "QYX"), 1, r"^zarrsample: error: axes='QYX' has unknown axis letters \['Q'\]")
+    one_error_line(cli("plan", data["plain"]), 1, r"^zarrsample: error: axes is required .* pass e\.g\. axes='ZYX'")
+    one_error_line(cli("plan", data["slide"], "--level", "5"), 1, r"level=5 is out of range .* available levels are \[0, 1, 2\]")
+    one_error_line(cli("plan", data["group"]), 1, r"without OME-Zarr multiscales metadata; pass data_group=")
+
+
+def test_bad_arguments_exit_2(data):
+    for value, pattern in (("0", r"every value must be >= 1, got '0'"), ("abc", r"expected an int"),
+                           ("256,-1", r"every value must be >= 1")):
+        one_error_line(cli("plan", data["slide"], "--patch-size", value), 2,
+                       rf"^zarrsample plan: error: argument --patch-size: {pattern}")
+    one_error_line(cli("plan", data["slide"], "--sampler", "random"), 2, r"invalid choice: 'random'")
+    one_error_line(cli("plan", data["slide"], "--tissue", "--mask", data["slide"]), 2, r"not allowed with argument")
+    one_error_line(cli("plan", data["slide"], data["slide"], "--preview", "x.png"), 2, r"--preview needs a single PATH")
+    one_error_line(cli("frobnicate"), 2, r"invalid choice: 'frobnicate'")
+
+
+def test_help_has_examples():
+    for command in ("info", "plan", "demo"):
+        result = cli(command, "--help")
+        assert result.returncode == 0 and "examples:" in result.stdout and f"zarrsample {command}" in result.stdout
+
+
+def test_core_imports_and_reports_missing_pillow(data, tmp_path):
+    block = "import sys\nsys.modules['PIL'] = None\nsys.modules['tqdm'] = None"
+    result = cli("plan", data["slide"], "--tissue", "--preview", tmp_path / "p.png", python_prelude=block)
+    one_error_line(result, 1, r'previews need Pillow, which is not installed: pip install "zarrsample\[all\]"')
+    result = cli("plan", data["slide"], "--json", python_prelude=block)  # no preview: no Pillow needed
+    assert result.returncode == 0 and json.loads(result.stdout)["patches"] == 16
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "zarrsample_core.demo", "--out", str(out), "--size", "1024", "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=ENV)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "slide", "tissue mask", "plan (grid, stride 224)", "plan (blue noise)",
+        "epoch (PyTorch DataLoader, 2 workers)", "stitching", "peak memory", "preview"]
+    grid = int(re.search(r"plan \(grid, stride 224\): +(\d+) patches", result.stdout).group(1))
+    epoch = re.search(r"\): (\d+) patches in [\d.]+ s, \d+ patches/s, [\d.]+ MB/s", lines[4])
+    assert grid > 0 and int(epoch.group(1)) == grid
+    assert float(re.search(r"max abs error (\S+)$", lines[5]).group(1)) < 1e-6
+    assert re.search(r"peak memory: \d+ MB \(main process\), \d+ MB \(largest worker\)", lines[6])
+    assert (out / "slide.ome.zarr" / "zarr.json").exists() and (out / "stitched.zarr").exists()
+    assert PILImage.open(out / "preview.png").size == (1024, 1024)
+    stitched = zarr.open_array(out / "stitched.zarr", mode="r")
+    assert stitched.shape == (3, 1024, 1024) and stitched.dtype == np.float32
+    again = cli("demo", "--out", out, "--size", "1024", "--quiet")
+    one_error_line(again, 1, r"the demo never overwrites: .*slide\.ome\.zarr")
