@@ -6,6 +6,7 @@ import contextlib
 import functools
 import http.server
 import os
+import socket
 import threading
 
 import numpy as np
@@ -69,10 +70,69 @@ def serve_directory(root, monkeypatch):
         server.server_close()
 
 
+_METADATA_FILES = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+
+
+class _FlakyHandler(_QuietHandler):
+    """Fails every ``server.fail_every``-th chunk request (metadata is always served)."""
+
+    def do_GET(self):  # noqa: N802 - stdlib name
+        server = self.server
+        if not self.path.rstrip("/").endswith(_METADATA_FILES) and server.fail_every:
+            with server.lock:
+                server.chunk_requests += 1
+                fail = server.chunk_requests % server.fail_every == 0
+                server.failures += fail
+            if fail and server.mode == "503":
+                self.send_error(503, "Service Unavailable")
+                return
+            if fail:  # "drop": close the connection without a response
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+        super().do_GET()
+
+
+class _BusyServer(http.server.ThreadingHTTPServer):
+    # The default backlog (5) overflows when a reader fetches many chunks at
+    # once, and each dropped SYN costs the client a 1 s retransmit.
+    request_queue_size = 128
+    daemon_threads = True
+
+
+@contextlib.contextmanager
+def flaky_server(root, monkeypatch, *, fail_every=3, mode="503"):
+    """Serve ``root`` like :func:`serve_directory`, failing every ``fail_every``-th chunk GET.
+
+    ``mode`` is ``"503"`` (HTTP 503 response) or ``"drop"`` (connection
+    closed with no response). Yields ``(url, server)``; ``server.failures``
+    and ``server.chunk_requests`` count, ``server.fail_every = 0`` stops failing.
+    """
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    handler = functools.partial(_FlakyHandler, directory=str(root))
+    server = _BusyServer(("127.0.0.1", 0), handler)
+    server.lock, server.chunk_requests, server.failures = threading.Lock(), 0, 0
+    server.fail_every, server.mode = fail_every, mode
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+#: Test files that fork DataLoader workers: collected first (see below).
+FORKING_TESTS = ("test_torch.py", "test_soak.py")
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Run the tests that fork DataLoader workers before any test imports jax.
 
     jax starts threads when imported; a later ``fork()`` in the same process
     (the default start method of torch's DataLoader workers) may deadlock.
     """
-    items.sort(key=lambda item: 0 if item.path.name == "test_torch.py" else 1)
+    items.sort(key=lambda item: 0 if item.path.name in FORKING_TESTS else 1)

@@ -9,6 +9,7 @@ def test_core_all_is_pinned_and_sorted():
     assert zarrsample_core.__all__ == sorted(zarrsample_core.__all__)
     assert zarrsample_core.__all__ == [
         "BlueNoisePatchSampler",
+        "ChunkReadError",
         "EpochIterator",
         "Image",
         "ImageCollection",
@@ -16,11 +17,14 @@ def test_core_all_is_pinned_and_sorted():
         "PatchPlan",
         "PatchReader",
         "PatchSampler",
+        "PlanningError",
         "Stitcher",
         "ZarrsampleError",
         "open_image",
+        "plan_collections",
         "poisson_disk_positions",
         "sample_spec",
+        "tissue_mask",
     ]
     for name in zarrsample_core.__all__:
         assert getattr(zarrsample_core, name).__doc__, f"{name} has no docstring"

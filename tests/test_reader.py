@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from zarrsample_core import ImageCollection, PatchSampler, open_image
 from zarrsample_core._cache import ChunkCache
 from zarrsample_core._errors import ZarrsampleError
+from zarrsample_core._faults import ChunkReadError
 from zarrsample_core._padding import PADDING_MODES, scaled_window
 from zarrsample_core._reader import PatchReader
 
@@ -399,8 +400,9 @@ def test_prefetch_errors_surface_in_read(tmp_path):
     coll, image, _ = slow_collection(tmp_path, delay=0.05, fail=True)
     reader = PatchReader()
     reader.prefetch(coll, (0, 0), (8, 8), spatial_axes="YX")
-    with pytest.raises(OSError, match="storage is down"):
+    with pytest.raises(ChunkReadError, match="OSError: storage is down") as info:
         reader.read(coll, (0, 0), (8, 8), spatial_axes="YX")
+    assert isinstance(info.value.__cause__, OSError)
     image.fail = False
     assert reader.read(coll, (0, 0), (8, 8), spatial_axes="YX")["images"].shape == (8, 8)
 

@@ -7,15 +7,19 @@ from ._bluenoise_sampler import BlueNoisePatchSampler
 from ._collection import ImageCollection
 from ._dataset import EpochIterator, PatchDataset
 from ._errors import ZarrsampleError
+from ._faults import ChunkReadError
 from ._io import Image, open_image
 from ._plan import PatchPlan
+from ._planning import PlanningError, plan_collections
 from ._reader import PatchReader
 from ._sampler import PatchSampler
 from ._spec import sample_spec
 from ._stitch import Stitcher
+from ._tissue import tissue_mask
 
 __all__ = [
     "BlueNoisePatchSampler",
+    "ChunkReadError",
     "EpochIterator",
     "Image",
     "ImageCollection",
@@ -23,9 +27,12 @@ __all__ = [
     "PatchPlan",
     "PatchReader",
     "PatchSampler",
+    "PlanningError",
     "Stitcher",
     "ZarrsampleError",
     "open_image",
+    "plan_collections",
     "poisson_disk_positions",
     "sample_spec",
+    "tissue_mask",
 ]

@@ -27,6 +27,7 @@ class _SamplerOptions(TypedDict, total=False):
     min_area: float
     spatial_axes: str
     allow_incomplete_patches: bool
+    max_plan_bytes: int | None
 
 
 class BlueNoisePatchSampler(PatchSampler):
@@ -207,4 +208,4 @@ class BlueNoisePatchSampler(PatchSampler):
             cover = numer[keep] / denominator(scales)
         # Chunk-major order; within a tile, C order of the top-left.
         order = np.lexsort(tuple(toplefts[:, k] for k in range(toplefts.shape[1] - 1, -1, -1)) + (chunk_ids,))
-        return self._make_plan(geo, tile, toplefts[order], chunk_ids[order], np.asarray(cover)[order])
+        return self._make_plan(geo, tile, toplefts[order], np.asarray(cover)[order])

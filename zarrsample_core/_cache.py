@@ -16,6 +16,10 @@ from ._errors import ZarrsampleError
 __all__ = ["ChunkCache"]
 
 
+class _GroupFailed(Exception):
+    """A scheduled group load failed: each waiting reader loads its chunk itself."""
+
+
 class _Slot:
     """A chunk being loaded: who loads it (``claimed``) and its result."""
 
@@ -53,7 +57,12 @@ class ChunkCache:
     threads load different chunks at once. :meth:`get_or_load` loads each
     missing chunk once even when several threads ask for it together: the
     others wait for the first one's result (an in-flight load). Stored
-    arrays are made read-only. Counters: ``chunk_reads`` (chunks stored
+    arrays are made read-only. A load that raises stores nothing: readers
+    waiting for it get its exception, and the next request loads the chunk
+    again. When a :meth:`schedule_group` load fails, each reader waiting for
+    one of its chunks loads that chunk itself (so a good chunk is not
+    failed by a bad neighbour, and each error is raised by the reader that
+    needs the chunk). Counters: ``chunk_reads`` (chunks stored
     after a load from storage, i.e. calls of :meth:`put`), ``cache_hits``
     (requests served without loading: from the cache or by waiting for an
     in-flight load) and ``evictions``.
@@ -161,7 +170,10 @@ class ChunkCache:
                     self._counts["cache_hits"] += 1
         if mine:
             return self._fill(key, slot, load)
-        return slot.future.result()
+        try:
+            return slot.future.result()
+        except _GroupFailed:
+            return self.get_or_load(key, load)  # the scheduled load failed: load it here
 
     def schedule_group(
         self, keys: Sequence[Hashable], load: Callable[[], list[np.ndarray]], executor: Executor
@@ -172,7 +184,8 @@ class ChunkCache:
         is scheduled. One read of a run of neighbouring chunks lets the
         storage library decode them concurrently. A reader that asks for a
         chunk before a worker starts on the group loads it itself; once a
-        worker has started, readers wait for it. Returns how many keys were
+        worker has started, readers wait for it (and load the chunk
+        themselves if the group load raises). Returns how many keys were
         scheduled.
         """
         with self._lock:
@@ -194,12 +207,12 @@ class ChunkCache:
             return  # readers took every chunk over
         try:
             values = dict(zip(keys, load()))
-        except Exception as exc:  # noqa: BLE001 - a waiting reader re-raises it
+        except BaseException:  # noqa: BLE001 - every waiter must wake up; they load again
             with self._lock:
                 for key in mine:
                     self._inflight.pop(key, None)
             for slot in mine.values():
-                slot.future.set_exception(exc)
+                slot.future.set_exception(_GroupFailed())
             return
         with self._lock:
             for key in mine:

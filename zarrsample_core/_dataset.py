@@ -12,9 +12,12 @@ import numpy as np
 from ._checks import check_int
 from ._collection import ImageCollection
 from ._errors import ZarrsampleError
+from ._faults import OnError, SkipLog, check_on_error
 from ._order import check_state, config_fingerprint, epoch_order, make_state, shard, shard_length
 from ._plan import PatchPlan
+from ._plan_io import check_plan_fits
 from ._reader import PatchReader
+from ._validate import check_sources, recorded_metadata
 
 __all__ = ["EpochIterator", "PatchDataset", "ReadAhead", "check_dataset", "whole_image_plan"]
 
@@ -28,7 +31,7 @@ def whole_image_plan(collection: ImageCollection) -> PatchPlan:
     return PatchPlan(
         spatial_axes=collection.spatial_axes, image_shape=shape, patch_size=shape, stride=shape,
         pad=(0,) * d, tile_shape=shape, toplefts=np.zeros((1, d), np.int64),
-        chunk_ids=np.zeros(1, np.int64), coverage=np.array([float(np.prod(shape))]),
+        coverage=np.array([float(np.prod(shape))]),
     )
 
 
@@ -74,6 +77,22 @@ class PatchDataset:
         overlaps with assembling patches and with the consumer's work).
     plans : sequence of PatchPlan, optional
         Precomputed plans (one per collection) instead of planning.
+    on_error : {"raise", "skip", "retry"}
+        What a storage chunk that cannot be read or decoded does.
+        ``"raise"``: :class:`._faults.ChunkReadError` (naming image, array
+        path, chunk and patch window) at once. ``"retry"``: transient I/O
+        errors (connection reset/refused, timeouts, HTTP 5xx) are retried
+        ``retries`` times with exponential ``backoff``, then raised; decode
+        errors are raised at once. ``"skip"``: retried likewise, then the
+        patch is replaced by the next readable patch in plan order (see
+        Notes).
+    retries, backoff : int, float
+        Retries of a transient error and the first wait in seconds (doubled
+        each retry, deterministic jitter); unused with ``on_error="raise"``.
+    check_sources : bool
+        Re-read each image's metadata at every :meth:`epoch` call (one small
+        read per image) and refuse to go on if its shape, dtype or chunks
+        changed since it was opened.
 
     Raises
     ------
@@ -84,8 +103,19 @@ class PatchDataset:
     -----
     A sample is a dict with one array per modality except ``"masks"``.
     ``ds[i]`` is the i-th patch of the unshuffled plan (image by image,
-    chunk by chunk). Memory: the plans (``8 * (D + 2)`` bytes per patch) plus
+    chunk by chunk). Memory: the plans (``8 * (D + 1)`` bytes per patch) plus
     the reader's chunk cache.
+
+    With ``on_error="skip"`` every read path (epoch iterators, ``ds[i]`` as
+    used by the torch map-style, TensorFlow and Grain adapters) returns, for
+    an unreadable patch ``i``, the first readable patch of ``i+1, i+2, ...``
+    (plan order, wrapping): deterministic given which patches are
+    unreadable, and epochs and shards keep their lengths. ``stats()``
+    counts ``skipped_patches`` (reads served by a replacement) and
+    ``unreadable_patches``; the first failure of each image logs one
+    warning on the ``"zarrsample"`` logger. Unreadable patches are
+    remembered (not read again) until the next :meth:`epoch` call. Each
+    process (DataLoader worker) keeps its own counters.
 
     Examples
     --------
@@ -121,6 +151,10 @@ class PatchDataset:
         prefetch: int = 256,
         read_threads: int = 3,
         plans: Sequence[PatchPlan] | None = None,
+        on_error: OnError = "raise",
+        retries: int = 3,
+        backoff: float = 0.05,
+        check_sources: bool = True,
     ) -> None:
         if isinstance(collections, ImageCollection):
             collections = [collections]
@@ -142,10 +176,20 @@ class PatchDataset:
         self.draw_same_chunk, self.shuffle_window = draw_same_chunk, shuffle_window
         self.return_positions, self.transform = return_positions, transform
         self.prefetch = check_int(prefetch, "prefetch")
+        self.on_error = check_on_error(on_error)
+        if not isinstance(check_sources, bool):
+            raise TypeError(f"check_sources must be a bool, got {check_sources!r}")
+        self.check_sources = check_sources
         self.reader = PatchReader(
             padding_mode=padding_mode, pad_value=pad_value, output_axes=output_axes,
             cache_bytes=cache_bytes, prefetch_workers=check_int(read_threads, "read_threads"),
+            retries=0 if on_error == "raise" else check_int(retries, "retries"), backoff=backoff,
         )
+        self._skip = SkipLog()
+        self._recorded = [
+            (f"collection {i} modality {k!r}", c[k], recorded_metadata(c[k]))
+            for i, c in enumerate(self.collections) for k in c
+        ]
         self.plans = self._make_plans(plans)
         sizes = np.array([len(p) for p in self.plans], np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -173,12 +217,7 @@ class PatchDataset:
                 f"plans must hold one PatchPlan per collection ({len(self.collections)}), got {len(plans)}"
             )
         for i, (plan, coll) in enumerate(zip(plans, self.collections)):
-            shape = coll.spatial_extent(coll.reference_name, plan.spatial_axes)
-            if tuple(shape) != tuple(plan.image_shape):
-                raise ZarrsampleError(
-                    f"plans[{i}] was made for an image of shape {plan.image_shape} along "
-                    f"{plan.spatial_axes!r}, but collection {i} has {tuple(shape)}"
-                )
+            check_plan_fits(plan, coll, name=f"plans[{i}]")  # axes, extents, chunk tile
         return plans
 
     def __repr__(self) -> str:
@@ -208,6 +247,14 @@ class PatchDataset:
         return k, plan, topleft - pad, topleft + np.asarray(plan.patch_size, np.int64) + pad
 
     def _sample(self, i: int) -> Any:
+        if self.on_error == "skip":
+            return self._skip.sample(i, len(self), self._read_sample, self._image_of)
+        return self._read_sample(i)
+
+    def _image_of(self, i: int) -> int:
+        return int(np.searchsorted(self._offsets, i, side="right")) - 1
+
+    def _read_sample(self, i: int) -> Any:
         k, plan, start, stop = self._window(i)
         sample: Sample = self.reader.read(
             self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k
@@ -229,8 +276,9 @@ class PatchDataset:
             self.reader.prefetch(self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k)
 
     def stats(self) -> dict[str, int]:
-        """Reader counters: ``chunk_reads``, ``cache_hits``, ``evictions``, ``cached_bytes``."""
-        return self.reader.stats()
+        """Counters of this process: ``chunk_reads``, ``cache_hits``, ``evictions``,
+        ``cached_bytes`` (the reader's), ``skipped_patches`` and ``unreadable_patches``."""
+        return {**self.reader.stats(), **self._skip.stats()}
 
     @property
     def fingerprint(self) -> int:
@@ -294,8 +342,12 @@ class PatchDataset:
         ------
         ZarrsampleError
             ``state`` comes from another configuration (the message names
-            what differs), or ``epoch`` disagrees with it.
+            what differs), or ``epoch`` disagrees with it; an image changed
+            on storage since it was opened (``check_sources``).
         """
+        if self.check_sources:
+            check_sources(self._recorded, self.reader.retry.call)
+        self._skip.reset()
         config = dict(
             world_size=check_int(world_size, "world_size", 1), rank=check_int(rank, "rank"),
             num_workers=check_int(num_workers, "num_workers", 1), worker=check_int(worker, "worker"),

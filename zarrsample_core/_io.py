@@ -9,6 +9,7 @@ ever written: zarr stores are opened read-only, tensorstore with
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from numbers import Integral
@@ -23,6 +24,7 @@ from ._axes import KNOWN_AXES
 from ._errors import ZarrsampleError
 from ._ome import join_path, resolve_axes, resolve_node
 from ._roi import parse_roi, selection_bounds
+from ._validate import check_array_metadata, metadata_error
 
 __all__ = ["Backend", "Image", "open_image"]
 
@@ -169,6 +171,40 @@ class Image:
             return np.array(array[index], dtype=self.dtype, copy=True)
         return np.asarray(array[index], dtype=self.dtype)
 
+    def read_many(self, selections: list[tuple[slice, ...]]) -> list[np.ndarray | Exception]:
+        """Read several selections concurrently; each result is an array or its own error.
+
+        Same rules as :meth:`read` per selection. One failing selection (e.g.
+        a chunk whose request failed) does not fail the others, so only it
+        needs to be read again. zarr reads them in one event-loop call,
+        tensorstore with one read future each.
+        """
+        indices = []
+        for selection in selections:
+            start, stop = selection_bounds(selection, self.shape)
+            indices.append(tuple(slice(o + a, o + b) for o, a, b in zip(self.origin, start, stop)))
+        array = self._array()
+        results: list[Any]
+        if self.backend == "tensorstore":
+            futures = [array[index].read() for index in indices]
+            results = []
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except Exception as exc:  # noqa: BLE001 - returned to the caller
+                    results.append(exc)
+        elif self.backend == "zarr":
+            from zarr.core.sync import sync
+
+            async def gather() -> list[Any]:
+                jobs = (array._async_array.getitem(index) for index in indices)
+                return await asyncio.gather(*jobs, return_exceptions=True)
+
+            results = sync(gather())
+        else:
+            results = [array[index] for index in indices]
+        return [r if isinstance(r, Exception) else np.array(r, dtype=self.dtype) for r in results]
+
 
 def open_image(
     source: Any,
@@ -224,7 +260,12 @@ def open_image(
     ZarrsampleError
         A path that is not zarr; a group without ``data_group``; missing or
         conflicting axes; ``level`` out of range; a bad ``roi``; an unknown
-        ``backend`` or one the source cannot use.
+        ``backend`` or one the source cannot use; metadata that zarr refuses
+        (unknown codec or dtype, negative sizes) or that cannot describe an
+        image (chunk sizes < 1, more than ``2**63 - 1`` elements, a dtype
+        that is not bool, integer, float or complex, an OME-Zarr multiscale
+        whose axes, level shapes or scales disagree), in one line naming the
+        path.
 
     Notes
     -----
@@ -260,9 +301,15 @@ def open_image(
             f"numpy.ndarray, got {type(source).__name__}"
         )
     where = join_path(label, node.path)
-    array, level_index, levels, names, names_where = resolve_node(node, where, data_group, level)
+    try:
+        array, level_index, levels, names, names_where = resolve_node(node, where, data_group, level)
+    except (ValueError, TypeError) as exc:  # zarr refusing a child array's metadata
+        if isinstance(exc, ZarrsampleError):
+            raise
+        raise metadata_error(where if data_group is None else join_path(where, data_group), exc) from exc
     name = join_path(label, array.path)
     stored_shape = tuple(int(n) for n in array.shape)
+    check_array_metadata(stored_shape, array.chunks, array.dtype, name)
     axes = resolve_axes(axes, names, names_where, stored_shape, name)
     start, stop = parse_roi(roi, stored_shape, axes)
     location = _location(array)
@@ -275,7 +322,7 @@ def open_image(
             )
         # Opened on first read: tensorstore must not start its threads in a
         # process that will fork() its workers (see Image Notes).
-        spec: tuple[Any, ...] | None = ("tensorstore", _tensorstore_json(*location, array.path, fmt))
+        spec: tuple[Any, ...] | None = ("tensorstore", _tensorstore_json(*location, array.path, fmt), array.path)
         cache: dict[str, Any] = {}
     else:
         spec = ("zarr", *location, array.path, fmt) if reopenable and location else None
@@ -321,6 +368,8 @@ def _open_path(source: str | os.PathLike[str]) -> zarr.Array | zarr.Group:
                 f"source {text!r}: no zarr array or group found at this URL "
                 "(no zarr.json, .zarray or .zgroup)"
             ) from None
+        except (ValueError, TypeError) as exc:  # unknown codec or dtype, bad shape or chunks
+            raise metadata_error(repr(text), exc) from exc
     if not os.path.exists(text):
         raise FileNotFoundError(f"source path {text!r} does not exist")
     if not os.path.isdir(text):
@@ -334,6 +383,8 @@ def _open_path(source: str | os.PathLike[str]) -> zarr.Array | zarr.Group:
             f"source path {text!r} is not a zarr array or group: it holds no zarr.json, "
             ".zarray or .zgroup"
         ) from None
+    except (ValueError, TypeError) as exc:  # unknown codec or dtype, bad shape or chunks
+        raise metadata_error(repr(text), exc) from exc
 
 
 def _open_numpy(
@@ -415,7 +466,9 @@ def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
             "forking, or use backend='zarr'"
         )
     if _ts_context is None:
-        _ts_context = (os.getpid(), ts.Context())
+        # No retries inside tensorstore: a failing server errors at once (instead of
+        # tensorstore's minutes of backoff) and PatchReader's `retries` apply to both backends.
+        _ts_context = (os.getpid(), ts.Context({"http_request_retries": {"max_retries": 0}}))
     try:
         return ts.open(spec[1], read=True, open=True, context=_ts_context[1]).result()
     except ValueError as exc:

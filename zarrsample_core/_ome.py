@@ -18,6 +18,7 @@ import zarr
 
 from ._axes import KNOWN_AXES, check_axes
 from ._errors import ZarrsampleError
+from ._validate import check_multiscale
 
 __all__ = [
     "Multiscale",
@@ -297,6 +298,7 @@ def _pick_level(
             )
         arrays.append(array)
     levels = tuple(tuple(int(n) for n in a.shape) for a in arrays)
+    check_multiscale(group.attrs.asdict(), multiscale.axis_names, multiscale.paths, levels, where)
     return arrays[index], index, levels, multiscale.axis_names, f"OME-Zarr metadata of {where}"
 
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ._errors import ZarrsampleError
+
+if TYPE_CHECKING:
+    from ._collection import ImageCollection
 
 __all__ = ["PatchPlan"]
 
@@ -36,15 +44,30 @@ class PatchPlan:
         top-lefts in ``[i * tile, (i + 1) * tile)``.
     toplefts : (n, D) int64
         Patch top-left corners (pad excluded) in reference-image pixels.
-    chunk_ids : (n,) int64
-        Flat C-order index of each patch's chunk tile, non-decreasing.
     coverage : (n,) float64
         Image pixels of the patch window (pad excluded) covered by the mask;
         without a mask, the window's area inside the image.
+    chunk_ids : (n,) int64
+        Flat C-order index of each patch's chunk tile, non-decreasing;
+        derived from ``toplefts`` on each access (not stored).
 
     Notes
     -----
-    Memory is ``8 * (D + 2)`` bytes per patch.
+    Memory is ``8 * (D + 1)`` bytes per patch (24 for 2-D, 32 for 3-D):
+    only ``toplefts`` and ``coverage`` are stored. ``chunk_ids`` is
+    ``ravel_multi_index(toplefts // tile_shape, tile_grid)``, computed in
+    O(n) time and ``8 * n`` temporary bytes per access; code that needs it
+    repeatedly keeps its own copy (or run lengths), and
+    :meth:`patches_in_chunk` finds a tile's rows by bisection in O(log n)
+    without it.
+
+    Examples
+    --------
+    >>> plan = PatchPlan(spatial_axes="YX", image_shape=(8, 8), patch_size=(4, 4),
+    ...                  stride=(4, 4), pad=(0, 0), tile_shape=(4, 8),
+    ...                  toplefts=[[0, 0], [0, 4], [4, 4]], coverage=[16, 16, 8])
+    >>> plan.chunk_ids.tolist(), plan.patches_in_chunk(1), plan.nbytes // len(plan)
+    ([0, 0, 1], slice(2, 3, None), 24)
     """
 
     spatial_axes: str
@@ -54,17 +77,22 @@ class PatchPlan:
     pad: tuple[int, ...]
     tile_shape: tuple[int, ...]
     toplefts: np.ndarray
-    chunk_ids: np.ndarray
     coverage: np.ndarray
 
     def __post_init__(self) -> None:
         d = len(self.spatial_axes)
         tl = _frozen(self.toplefts, np.int64).reshape(-1, d)
         object.__setattr__(self, "toplefts", tl)
-        object.__setattr__(self, "chunk_ids", _frozen(self.chunk_ids, np.int64).reshape(-1))
         object.__setattr__(self, "coverage", _frozen(self.coverage, np.float64).reshape(-1))
-        if not (len(self.chunk_ids) == len(self.coverage) == len(tl)):
-            raise ValueError("toplefts, chunk_ids and coverage must have the same length")
+        if len(self.coverage) != len(tl):
+            raise ZarrsampleError(
+                f"toplefts and coverage must have the same length, got {len(tl)} and {len(self.coverage)}"
+            )
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for key, value in state.items():  # unpickled arrays come back writeable
+            object.__setattr__(self, key, value)
+        self.__post_init__()
 
     def __len__(self) -> int:
         return len(self.toplefts)
@@ -81,9 +109,17 @@ class PatchPlan:
         return tuple(-(-n // t) for n, t in zip(self.image_shape, self.tile_shape))
 
     @property
+    def chunk_ids(self) -> np.ndarray:
+        """Flat C-order chunk tile of each patch, ``(n,)`` int64, computed on access."""
+        if not len(self):
+            return np.zeros(0, np.int64)
+        tiles = self.toplefts // np.asarray(self.tile_shape, np.int64)
+        return np.ravel_multi_index(tuple(tiles.T), self.tile_grid).astype(np.int64, copy=False)
+
+    @property
     def nbytes(self) -> int:
-        """Bytes held by the plan's arrays."""
-        return self.toplefts.nbytes + self.chunk_ids.nbytes + self.coverage.nbytes
+        """Bytes held by the plan's arrays (``8 * (D + 1)`` per patch)."""
+        return self.toplefts.nbytes + self.coverage.nbytes
 
     def chunk_starts(self, chunk_ids: np.ndarray) -> np.ndarray:
         """Top-left pixel of each chunk tile, ``(k, D)`` int64."""
@@ -97,13 +133,27 @@ class PatchPlan:
         return start, stop
 
     def patches_in_chunk(self, chunk_id: int) -> slice:
-        """The rows of the plan whose top-left lies in chunk tile ``chunk_id``."""
-        lo, hi = np.searchsorted(self.chunk_ids, [chunk_id, chunk_id + 1])
-        return slice(int(lo), int(hi))
+        """The rows of the plan whose top-left lies in chunk tile ``chunk_id``.
+
+        Bisection over the rows (sorted by tile): O(log n), no ``chunk_ids`` array.
+        """
+        tile, grid, toplefts = self.tile_shape, self.tile_grid, self.toplefts
+
+        def tile_of(row: int) -> int:
+            flat = 0
+            for x, t, g in zip(toplefts[row].tolist(), tile, grid):
+                flat = flat * g + x // t
+            return flat
+
+        rows = range(len(self))
+        lo = bisect.bisect_left(rows, chunk_id, key=tile_of)
+        hi = bisect.bisect_left(rows, chunk_id + 1, lo=lo, key=tile_of)
+        return slice(lo, hi)
 
     def chunk_slices(self) -> list[dict[str, slice]]:
         """``{axis: slice}`` of each chunk tile holding at least one patch."""
-        ids = np.unique(self.chunk_ids)
+        ids = self.chunk_ids
+        ids = ids[np.diff(ids, prepend=-1) != 0]  # sorted: the first row of each run
         starts = self.chunk_starts(ids)
         stops = np.minimum(starts + np.asarray(self.tile_shape), np.asarray(self.image_shape))
         return _to_slices(self.spatial_axes, starts, stops)
@@ -113,6 +163,24 @@ class PatchPlan:
         tl = self.toplefts if rows is None else self.toplefts[rows]
         pad = np.asarray(self.pad, np.int64)
         return _to_slices(self.spatial_axes, tl - pad, tl + np.asarray(self.patch_size) + pad)
+
+    def windows(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """``[start, stop)`` per spatial axis of each patch, pad included: ``(n, D, 2)`` int64.
+
+        What ``PatchDataset(..., return_positions=True)`` gives as
+        ``"position"``, for all rows at once (e.g. ``Stitcher(positions=...)``).
+
+        Examples
+        --------
+        >>> plan = PatchPlan(spatial_axes="YX", image_shape=(8, 8), patch_size=(4, 4),
+        ...                  stride=(4, 4), pad=(1, 1), tile_shape=(8, 8),
+        ...                  toplefts=[[0, 4]], coverage=[16])
+        >>> plan.windows().tolist()
+        [[[-1, 5], [3, 9]]]
+        """
+        tl = self.toplefts if rows is None else self.toplefts[rows]
+        pad = np.asarray(self.pad, np.int64)
+        return np.stack([tl - pad, tl + np.asarray(self.patch_size, np.int64) + pad], axis=-1)
 
     def rows_in_box(self, box: Mapping[str, slice]) -> np.ndarray:
         """Rows whose top-left lies in ``box`` (``{axis: slice}``; absent = all)."""
@@ -124,6 +192,86 @@ class PatchPlan:
             if s.stop is not None:
                 keep &= self.toplefts[:, k] < s.stop
         return np.flatnonzero(keep)
+
+    # -- files ---------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write the plan to ``path``: a ``.npz`` file, or a zarr group.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Ends with ``.zarr`` (or is an existing directory): a zarr group
+            with arrays ``toplefts`` and ``coverage`` and the other fields in
+            its attributes. Otherwise a numpy ``.npz`` file (the suffix is not
+            added), readable with ``allow_pickle=False``.
+        overwrite : bool
+            Replace an existing file or directory at ``path``.
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` exists and ``overwrite`` is False.
+        TypeError
+            ``path`` or ``overwrite`` of a wrong type.
+
+        Notes
+        -----
+        Stores ``8 * (D + 1)`` bytes per patch before compression plus a
+        small JSON header with a format version (see :meth:`load`).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> plan = PatchPlan(spatial_axes="YX", image_shape=(8, 8), patch_size=(4, 4),
+        ...                  stride=(4, 4), pad=(0, 0), tile_shape=(8, 8),
+        ...                  toplefts=[[0, 0], [4, 4]], coverage=[16, 16])
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     plan.save(pathlib.Path(tmp) / "plan.npz")
+        ...     PatchPlan.load(pathlib.Path(tmp) / "plan.npz").toplefts.tolist()
+        [[0, 0], [4, 4]]
+        """
+        from ._plan_io import save_plan
+
+        save_plan(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, collection: ImageCollection | None = None
+    ) -> PatchPlan:
+        """Read a plan written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A ``.npz`` file or a zarr group directory.
+        collection : ImageCollection, optional
+            Check that the plan was made for this collection: same spatial
+            axes present, same reference extents, and a chunk tile that
+            matches the reference's storage chunks.
+
+        Returns
+        -------
+        PatchPlan
+
+        Raises
+        ------
+        FileNotFoundError
+            Nothing at ``path``.
+        ZarrsampleError
+            Not a plan file, an unknown format version, a field of a wrong
+            type or shape, top-lefts outside the image or out of chunk order,
+            or (with ``collection``) a plan made for another image; the
+            message says what differs.
+
+        Notes
+        -----
+        Reads everything into memory (``8 * (D + 1)`` bytes per patch) and
+        checks it in O(n).
+        """
+        from ._plan_io import load_plan
+
+        return load_plan(path, collection=collection)
 
 
 def _to_slices(axes: str, starts: np.ndarray, stops: np.ndarray) -> list[dict[str, slice]]:

@@ -25,6 +25,7 @@ import numpy as np
 from ._axes import check_axes
 from ._cache import ChunkCache
 from ._errors import ZarrsampleError
+from ._faults import RetryPolicy, _Exhausted, chunk_read_error, is_transient
 from ._padding import (
     PaddingMode,
     check_pad_value,
@@ -56,6 +57,8 @@ class _Source:
     dst: tuple[slice, ...]  # where that range lands (direct copy only)
     maps: tuple[np.ndarray | None, ...]  # gather indices into [lo, hi), or None
     padded: bool  # some window position lies outside the image
+    window: tuple[tuple[int, ...], tuple[int, ...]]  # the patch window (reference pixels)
+    spatial_axes: str
 
 
 class PatchReader:
@@ -80,6 +83,13 @@ class PatchReader:
     prefetch_workers : int
         Threads that load chunks scheduled by :meth:`prefetch`; 0 makes
         :meth:`prefetch` a no-op.
+    retries : int
+        Extra attempts at a chunk load that failed with a transient I/O
+        error (connection reset or refused, timeout, HTTP 5xx), in
+        :meth:`read` and in prefetch threads alike; 0 never retries.
+    backoff : float
+        Seconds before the first retry, doubled at each retry (with a
+        deterministic jitter), see :class:`._faults.RetryPolicy`.
 
     Raises
     ------
@@ -95,6 +105,13 @@ class PatchReader:
     image identity (name, level, origin, shape) guards against two different
     collections read with the same ``key``. numpy-backed images are already
     in memory and are read directly, without the cache.
+
+    A chunk that cannot be read or decoded raises
+    :class:`._faults.ChunkReadError` (a ``ZarrsampleError``) naming the
+    modality, image, array path, chunk index and key, and the window; the
+    library's exception is its ``__cause__``. A failed chunk is never
+    cached. A prefetch that fails hands its chunks back: the :meth:`read`
+    that needs one loads it again itself and raises that chunk's own error.
 
     Memory is bounded by ``cache_bytes`` plus the chunks being copied and
     the output; a window costs one copy of its pixels plus O(chunks touched)
@@ -124,6 +141,8 @@ class PatchReader:
         output_axes: Mapping[str, str] | None = None,
         cache_bytes: int = 256 * 2**20,
         prefetch_workers: int = 2,
+        retries: int = 0,
+        backoff: float = 0.05,
     ) -> None:
         self.padding_mode: str = check_padding_mode(padding_mode)
         if not isinstance(pad_value, (Real, np.bool_)):
@@ -135,13 +154,15 @@ class PatchReader:
         self.output_axes: dict[str, str] = _check_output_axes(output_axes)
         self.cache_bytes: int = _count(cache_bytes, "cache_bytes")
         self.prefetch_workers: int = _count(prefetch_workers, "prefetch_workers")
+        self.retry: RetryPolicy = RetryPolicy(_count(retries, "retries"), backoff)
         self._reset()
 
     def __repr__(self) -> str:
         return (
             f"PatchReader(padding_mode={self.padding_mode!r}, pad_value={self.pad_value!r}, "
             f"output_axes={self.output_axes!r}, cache_bytes={self.cache_bytes}, "
-            f"prefetch_workers={self.prefetch_workers})"
+            f"prefetch_workers={self.prefetch_workers}, retries={self.retry.retries}, "
+            f"backoff={self.retry.backoff})"
         )
 
     def _reset(self) -> None:
@@ -152,7 +173,7 @@ class PatchReader:
         self._fills: dict[np.dtype, Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        keep = ("padding_mode", "pad_value", "output_axes", "cache_bytes", "prefetch_workers")
+        keep = ("padding_mode", "pad_value", "output_axes", "cache_bytes", "prefetch_workers", "retry")
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -209,6 +230,9 @@ class PatchReader:
             Wrong lengths, ``stop <= start``, ``output_axes`` naming unknown
             modalities or dropping an axis whose window is longer than 1,
             ``pad_value`` not representable in a modality's dtype.
+        ChunkReadError
+            A storage chunk of the window could not be read or decoded
+            (after ``retries`` for transient errors).
 
         Notes
         -----
@@ -220,7 +244,7 @@ class PatchReader:
         out: dict[str, np.ndarray] = {}
         for source in self._sources(collection, start, stop, spatial_axes, key):
             result, view = self._allocate(source)
-            self._fill_window(cache, source, view)
+            self._fill_window(cache, source, view, self.retry)
             out[source.name] = result
         return out
 
@@ -268,7 +292,8 @@ class PatchReader:
         for prefix, (image, chunks) in wanted.items():
             for run in _runs(sorted(chunks)):
                 keys = [(*prefix, index) for index in run]
-                cache.schedule_group(keys, partial(_read_run, image, [chunks[i] for i in run]), executor)
+                load = partial(_read_run, image, [chunks[i] for i in run], self.retry, run)
+                cache.schedule_group(keys, load, executor)
 
     # -- planning -------------------------------------------------------------
 
@@ -293,6 +318,7 @@ class PatchReader:
             )
         reference = collection.spatial_extent(collection.reference_name, spatial_axes)
         mode = self.padding_mode
+        window = (tuple(start_v), tuple(stop_v))
         for name in names:
             image = collection[name]
             extent = collection.spatial_extent(name, spatial_axes)
@@ -300,12 +326,15 @@ class PatchReader:
                 a: scaled_window(s, e, n, m)
                 for a, s, e, n, m in zip(spatial_axes, start_v, stop_v, reference, extent)
             }
-            window = [scaled.get(a, (0, m)) for a, m in zip(image.axes, image.shape)]
-            ranges = [read_range(w0, size, m, mode) for (w0, size), m in zip(window, image.shape)]
+            per_axis = [scaled.get(a, (0, m)) for a, m in zip(image.axes, image.shape)]
+            ranges = [read_range(w0, size, m, mode) for (w0, size), m in zip(per_axis, image.shape)]
             lo, hi, dst, maps, padded = zip(*ranges)
-            sizes = tuple(size for _, size in window)
+            sizes = tuple(size for _, size in per_axis)
             identity = (image.name, getattr(image, "level", 0), tuple(image.origin), tuple(image.shape))
-            yield _Source(name, image, (key, name, identity), sizes, lo, hi, dst, maps, any(padded))
+            yield _Source(
+                name, image, (key, name, identity), sizes, lo, hi, dst, maps, any(padded), window,
+                spatial_axes,
+            )
 
     # -- assembly -------------------------------------------------------------
 
@@ -337,17 +366,17 @@ class PatchReader:
             fill = self._fills[dtype] = check_pad_value(self.pad_value, dtype, where=where)
         return fill
 
-    def _fill_window(self, cache: ChunkCache, source: _Source, out: np.ndarray) -> None:
+    def _fill_window(self, cache: ChunkCache, source: _Source, out: np.ndarray, retry: RetryPolicy) -> None:
         """Write the padded window of ``source`` into ``out`` (image-axes order)."""
         if self.padding_mode == "constant" and source.padded:
             out[...] = self._fill_value(source)
         if any(h <= lo for lo, h in zip(source.lo, source.hi)):
             return  # entirely outside the image (constant mode)
         if all(m is None for m in source.maps):
-            _assemble(cache, source, out[source.dst])
+            _assemble(cache, source, out[source.dst], retry)
             return
         block = np.empty([h - lo for lo, h in zip(source.lo, source.hi)], source.image.dtype)
-        _assemble(cache, source, block)
+        _assemble(cache, source, block, retry)
         for axis, idx in enumerate(source.maps):
             if idx is not None:
                 block = np.take(block, idx, axis=axis)
@@ -388,24 +417,55 @@ def _runs(indices: list[tuple[int, ...]], longest: int = 8) -> list[list[tuple[i
     return runs
 
 
-def _read_run(image: ImageLike, regions: list[_Range]) -> list[np.ndarray]:
-    """Read neighbouring chunk regions (a run along the last axis) with one call."""
+def _read_run(
+    image: ImageLike, regions: list[_Range], retry: RetryPolicy, run: list[tuple[int, ...]]
+) -> list[np.ndarray]:
+    """Read neighbouring chunk regions (a run along the last axis) with one call.
+
+    With ``retry.retries > 0`` the chunks are read concurrently but each on
+    its own (:meth:`._io.Image.read_many`), so that a transient error is
+    retried for its chunk alone, not by fetching the whole run again.
+    """
+    if retry.retries and hasattr(image, "read_many"):
+        selections = [tuple(slice(a, b) for a, b in zip(lo, hi)) for lo, hi in regions]
+        chunks = image.read_many(selections)
+        for k, ((lo, hi), index) in enumerate(zip(regions, run)):
+            error = chunks[k]
+            if isinstance(error, Exception):
+                if not is_transient(error):
+                    raise error
+                chunks[k] = retry.call(partial(_read_region, image, lo, hi), f"{image.name} {index}")
+        return chunks
     start, stop = regions[0][0], regions[-1][1]
     block = _read_region(image, start, stop)
     return [block[..., lo[-1] - start[-1] : hi[-1] - start[-1]] for lo, hi in regions]
 
 
-def _assemble(cache: ChunkCache, source: _Source, dest: np.ndarray) -> None:
+def _assemble(cache: ChunkCache, source: _Source, dest: np.ndarray, retry: RetryPolicy) -> None:
     """Copy the source range ``[lo, hi)`` into ``dest`` (shape ``hi - lo``) from chunks."""
     lo, hi = source.lo, source.hi
     if source.image.backend == "numpy":
         dest[...] = _read_region(source.image, lo, hi)
         return
     for index, a, b in _chunk_ranges(source):
-        chunk = cache.get_or_load((*source.prefix, index), partial(_read_region, source.image, a, b))
+        load = partial(_read_region, source.image, a, b)
+        if retry.retries:
+            load = partial(retry.call, load, f"{source.image.name} {index}")
+        try:
+            chunk = cache.get_or_load((*source.prefix, index), load)
+        except ZarrsampleError:
+            raise  # a configuration error (e.g. tensorstore after fork), not a bad chunk
+        except _Exhausted as exc:
+            raise _chunk_error(source, index, exc.error, exc.attempts) from exc.error
+        except Exception as exc:
+            raise _chunk_error(source, index, exc, 1) from exc
         src = tuple(slice(max(l, s) - s, min(h, e) - s) for l, h, s, e in zip(lo, hi, a, b))
         dst = tuple(slice(max(l, s) - l, min(h, e) - l) for l, h, s, e in zip(lo, hi, a, b))
         dest[dst] = chunk[src]
+
+
+def _chunk_error(source: _Source, index: tuple[int, ...], error: BaseException, attempts: int) -> Exception:
+    return chunk_read_error(source.name, source.image, index, source.window, source.spatial_axes, error, attempts)
 
 
 @lru_cache(maxsize=64)

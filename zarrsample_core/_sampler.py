@@ -25,6 +25,7 @@ from ._coverage import (
 from ._errors import ZarrsampleError
 from ._grid import chunk_tile_shape, grid_counts, grid_windows
 from ._plan import PatchPlan
+from ._validate import check_max_bytes, check_plan_budget
 
 __all__ = ["Geometry", "PatchSampler"]
 
@@ -64,6 +65,10 @@ class PatchSampler:
     allow_incomplete_patches : bool
         Also yield border patches that stick out of the image (every grid
         position that starts inside the image).
+    max_plan_bytes : int or None
+        Memory budget of :meth:`plan` (default 2 GiB): a grid whose plan
+        would need more is refused before anything is allocated, with the
+        estimate in the message. None: no limit.
 
     Raises
     ------
@@ -96,8 +101,11 @@ class PatchSampler:
         min_area: float = 1,
         spatial_axes: str = "ZYX",
         allow_incomplete_patches: bool = False,
+        *,
+        max_plan_bytes: int | None = 2**31,
     ) -> None:
         self.spatial_axes: str = check_axes(spatial_axes, name="spatial_axes")
+        self.max_plan_bytes: int | None = check_max_bytes(max_plan_bytes)
         axes = self.spatial_axes
         self._patch_size = per_axis(patch_size, name="patch_size", spatial_axes=axes)
         self._stride = (
@@ -186,12 +194,25 @@ class PatchSampler:
         PatchPlan
             Top-lefts ``(n, D)`` int64 in reference-image pixels, chunk ids
             and mask coverage.
+
+        Raises
+        ------
+        ZarrsampleError
+            Planning would allocate more than ``max_plan_bytes`` (estimated
+            from the grid size before anything is allocated, see
+            :func:`._validate.plan_bytes`).
         """
         key = self._cache_key()
         cached = self._cache
         if cached is not None and cached[0]() is collection and cached[1] == key:
             return cached[2]
-        plan = self._plan(collection, self.geometry(collection))
+        geo = self.geometry(collection)
+        counts = grid_counts(geo.shape, geo.patch, geo.stride, incomplete=self.allow_incomplete_patches)
+        check_plan_budget(
+            counts.tolist(), masked=collection.mask is not None, max_bytes=self.max_plan_bytes,
+            where=f"{collection[collection.reference_name].name}",
+        )
+        plan = self._plan(collection, geo)
         self._cache = (weakref.ref(collection), key, plan)
         return plan
 
@@ -210,20 +231,19 @@ class PatchSampler:
             numer = windows_coverage(reader, scales, windows)
             keep = numer >= threshold
         tile = self._tile_shape(geo)
-        grid_idx, chunk_ids = _chunk_major_nonzero(keep, tile // geo.stride, geo.shape, tile)
+        grid_idx, _ = _chunk_major_nonzero(keep, tile // geo.stride, geo.shape, tile)
         if numer is None:
             lengths = [np.minimum(stop, n) - start for (start, stop), n in zip(windows, geo.shape)]
             cover = np.prod([lengths[k][grid_idx[:, k]] for k in range(len(lengths))], axis=0)
         else:
             cover = numer[tuple(grid_idx.T)] / denominator(scales)
-        return self._make_plan(geo, tile, grid_idx * geo.stride, chunk_ids, cover)
+        return self._make_plan(geo, tile, grid_idx * geo.stride, cover)
 
     def _make_plan(
         self,
         geo: Geometry,
         tile: np.ndarray,
         toplefts: np.ndarray,
-        chunk_ids: np.ndarray,
         coverage: ArrayLike,
     ) -> PatchPlan:
         return PatchPlan(
@@ -234,7 +254,6 @@ class PatchSampler:
             pad=tuple(geo.pad.tolist()),
             tile_shape=tuple(tile.tolist()),
             toplefts=toplefts,
-            chunk_ids=chunk_ids,
             coverage=np.asarray(coverage, dtype=np.float64),
         )
 
