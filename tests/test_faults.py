@@ -407,7 +407,7 @@ def test_read_only_tree_through_the_dataset(tmp_path, on_error):
 
 
 def test_a_transient_error_in_a_run_rereads_only_its_chunk():
-    from zarrsample_core._reader import _read_run
+    from zarrsample_core._chunk_reads import read_run as _read_run
 
     data = np.arange(4 * 16, dtype=np.uint8).reshape(4, 16)
     image = open_image(data, axes="YX")

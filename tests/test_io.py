@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from conftest import serve_directory
 from zarrsample_core._errors import ZarrsampleError
-from zarrsample_core._io import Image, open_image
+from zarrsample_core._image import Image
+from zarrsample_core._io import open_image
 from zarrsample_core._ome import axis_letters, read_multiscale, resolve_axes
 from zarrsample_core._roi import parse_roi
 

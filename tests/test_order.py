@@ -12,15 +12,12 @@ from hypothesis import strategies as st
 
 from zarrsample_core import _order
 from zarrsample_core._errors import ZarrsampleError
-from zarrsample_core._order import (
+from zarrsample_core._order import _shuffle_ties, epoch_order, shard, shard_length
+from zarrsample_core._state import (
     STATE_VERSION,
-    _shuffle_ties,
     check_state,
     config_fingerprint,
-    epoch_order,
     make_state,
-    shard,
-    shard_length,
 )
 
 chunk_sizes = st.lists(st.integers(0, 40), max_size=60)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from ._bluenoise import poisson_disk_positions
 from ._bluenoise_sampler import BlueNoisePatchSampler
 from ._collection import ImageCollection
-from ._dataset import EpochIterator, PatchDataset
+from ._dataset import PatchDataset
+from ._epoch import EpochIterator
 from ._errors import ZarrsampleError
 from ._faults import ChunkReadError
-from ._io import Image, open_image
+from ._image import Image
+from ._io import open_image
 from ._plan import PatchPlan
 from ._planning import PlanningError, plan_collections
 from ._reader import PatchReader

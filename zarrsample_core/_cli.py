@@ -21,7 +21,8 @@ from ._bluenoise_sampler import BlueNoisePatchSampler
 from ._collection import ImageCollection
 from ._errors import ZarrsampleError
 from ._describe import describe, format_info
-from ._io import Image, open_image
+from ._image import Image
+from ._io import open_image
 from ._progress import progress
 from ._sampler import PatchSampler
 from ._thumbnail import spatial_letters

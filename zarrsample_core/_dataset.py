@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral
 from typing import Any, Literal
 
@@ -11,15 +10,17 @@ import numpy as np
 
 from ._checks import check_int
 from ._collection import ImageCollection
+from ._epoch import EpochIterator
 from ._errors import ZarrsampleError
 from ._faults import OnError, SkipLog, check_on_error
-from ._order import check_state, config_fingerprint, epoch_order, make_state, shard, shard_length
+from ._order import epoch_order, shard, shard_length
 from ._plan import PatchPlan
 from ._plan_io import check_plan_fits
 from ._reader import PatchReader
+from ._state import check_state, config_fingerprint
 from ._validate import check_sources, recorded_metadata
 
-__all__ = ["EpochIterator", "PatchDataset", "ReadAhead", "check_dataset", "whole_image_plan"]
+__all__ = ["PatchDataset", "check_dataset", "whole_image_plan"]
 
 Sample = dict[str, Any]
 
@@ -386,68 +387,3 @@ def check_dataset(dataset: object) -> PatchDataset:
     if not isinstance(dataset, PatchDataset):
         raise TypeError(f"dataset must be a zarrsample_core.PatchDataset, got {type(dataset).__name__}")
     return dataset
-
-
-class ReadAhead:
-    """Keeps the chunks of the next ``dataset.prefetch`` samples of an order loading.
-
-    Whoever reads ``indices`` in order (the core iterator, or an adapter that
-    reads ``dataset[indices[j]]`` itself) calls :meth:`advance` with the
-    position about to be read; the window is refilled half a window at a
-    time, so each refill sees runs of neighbouring chunks. Thread-safe.
-    """
-
-    def __init__(self, dataset: PatchDataset, indices: np.ndarray, position: int = 0) -> None:
-        self._dataset = dataset
-        self._indices = indices
-        self._until = position
-        self._lock = threading.Lock()
-
-    def advance(self, position: int) -> None:
-        """Make sure the chunks after ``position`` are on their way."""
-        lookahead = self._dataset.prefetch
-        if not lookahead or self._until - position > lookahead // 2:
-            return
-        with self._lock:
-            ahead = min(len(self._indices), position + 1 + lookahead)
-            first = max(self._until, position + 1)
-            self._until = max(self._until, ahead)
-        if first < ahead:
-            self._dataset._prefetch(self._indices[first:ahead])
-
-
-class EpochIterator(Iterator[Any]):
-    """One shard's samples of one epoch; :meth:`state` saves the position.
-
-    Create with :meth:`PatchDataset.epoch`. ``len()`` is the shard's size;
-    ``indices`` holds the shard's dataset indices in delivery order and
-    ``position`` how many have been delivered.
-    """
-
-    def __init__(
-        self, dataset: PatchDataset, indices: np.ndarray, *, epoch: int, position: int, config: dict
-    ) -> None:
-        self.dataset = dataset
-        self.indices = indices
-        self.epoch = epoch
-        self.position = position
-        self._config = config
-        self._read_ahead = ReadAhead(dataset, indices, position)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __iter__(self) -> EpochIterator:
-        return self
-
-    def __next__(self) -> Any:
-        if self.position >= len(self.indices):
-            raise StopIteration
-        self._read_ahead.advance(self.position)
-        sample = self.dataset._sample(int(self.indices[self.position]))
-        self.position += 1
-        return sample
-
-    def state(self) -> dict[str, int]:
-        """A small dict of ints to resume from (``PatchDataset.epoch(state=...)``)."""
-        return make_state(epoch=self.epoch, position=self.position, **self._config)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._checks import check_int
 from ._errors import ZarrsampleError
-from ._io import Image
+from ._image import Image
 from ._plan import PatchPlan
 from ._thumbnail import choose_level, open_level, read_reduced, reduce_factor
 

@@ -9,56 +9,39 @@ into a preallocated array already in the requested axis order.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import lru_cache, partial
-from numbers import Integral, Real
+from functools import partial
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._axes import check_axes
 from ._cache import ChunkCache
+from ._chunk_reads import Range, Source, assemble, chunk_ranges, chunk_runs, read_run
 from ._errors import ZarrsampleError
-from ._faults import RetryPolicy, _Exhausted, chunk_read_error, is_transient
+from ._faults import RetryPolicy
 from ._padding import (
     PaddingMode,
     check_pad_value,
     check_padding_mode,
-    is_integer,
     read_range,
     scaled_window,
+)
+from ._reader_checks import (
+    check_count,
+    check_output_axes,
+    check_spatial_axes,
+    check_window_vector,
 )
 
 if TYPE_CHECKING:
     from ._collection import ImageCollection, ImageLike
 
 __all__ = ["PatchReader"]
-
-#: ``(start, stop)`` of a region, one int per image axis.
-_Range = tuple[tuple[int, ...], tuple[int, ...]]
-
-
-@dataclass(frozen=True)
-class _Source:
-    """What one modality needs for one window (image axes order)."""
-
-    name: str
-    image: ImageLike
-    prefix: tuple[Any, ...]  # cache key prefix
-    sizes: tuple[int, ...]  # window size per axis
-    lo: tuple[int, ...]  # source range to read, per axis
-    hi: tuple[int, ...]
-    dst: tuple[slice, ...]  # where that range lands (direct copy only)
-    maps: tuple[np.ndarray | None, ...]  # gather indices into [lo, hi), or None
-    padded: bool  # some window position lies outside the image
-    window: tuple[tuple[int, ...], tuple[int, ...]]  # the patch window (reference pixels)
-    spatial_axes: str
 
 
 class PatchReader:
@@ -151,10 +134,10 @@ class PatchReader:
                 f"of type {type(pad_value).__name__}"
             )
         self.pad_value: int | float | bool = pad_value
-        self.output_axes: dict[str, str] = _check_output_axes(output_axes)
-        self.cache_bytes: int = _count(cache_bytes, "cache_bytes")
-        self.prefetch_workers: int = _count(prefetch_workers, "prefetch_workers")
-        self.retry: RetryPolicy = RetryPolicy(_count(retries, "retries"), backoff)
+        self.output_axes: dict[str, str] = check_output_axes(output_axes)
+        self.cache_bytes: int = check_count(cache_bytes, "cache_bytes")
+        self.prefetch_workers: int = check_count(prefetch_workers, "prefetch_workers")
+        self.retry: RetryPolicy = RetryPolicy(check_count(retries, "retries"), backoff)
         self._reset()
 
     def __repr__(self) -> str:
@@ -280,29 +263,29 @@ class PatchReader:
             executor = self._executor
         starts = np.atleast_2d(np.asarray(start))
         stops = np.atleast_2d(np.asarray(stop))
-        wanted: dict[tuple[Any, ...], tuple[ImageLike, dict[tuple[int, ...], _Range]]] = {}
+        wanted: dict[tuple[Any, ...], tuple[ImageLike, dict[tuple[int, ...], Range]]] = {}
         for a, b in zip(starts, stops):
             for source in self._sources(collection, a, b, spatial_axes, key):
                 if source.image.backend == "numpy":
                     continue
                 chunks = wanted.setdefault(source.prefix, (source.image, {}))[1]
-                for index, lo, hi in _chunk_ranges(source):
+                for index, lo, hi in chunk_ranges(source):
                     if (*source.prefix, index) not in cache:
                         chunks[index] = (lo, hi)
         for prefix, (image, chunks) in wanted.items():
-            for run in _runs(sorted(chunks)):
+            for run in chunk_runs(sorted(chunks)):
                 keys = [(*prefix, index) for index in run]
-                load = partial(_read_run, image, [chunks[i] for i in run], self.retry, run)
+                load = partial(read_run, image, [chunks[i] for i in run], self.retry, run)
                 cache.schedule_group(keys, load, executor)
 
     # -- planning -------------------------------------------------------------
 
     def _sources(
         self, collection: ImageCollection, start: Any, stop: Any, spatial_axes: str, key: Any
-    ) -> Iterator[_Source]:
-        spatial_axes = _spatial_axes(spatial_axes)
-        start_v = _window_vector(start, "start", spatial_axes)
-        stop_v = _window_vector(stop, "stop", spatial_axes)
+    ) -> Iterator[Source]:
+        spatial_axes = check_spatial_axes(spatial_axes)
+        start_v = check_window_vector(start, "start", spatial_axes)
+        stop_v = check_window_vector(stop, "stop", spatial_axes)
         bad = [a for a, s, e in zip(spatial_axes, start_v, stop_v) if e <= s]
         if bad:
             raise ZarrsampleError(
@@ -331,14 +314,14 @@ class PatchReader:
             lo, hi, dst, maps, padded = zip(*ranges)
             sizes = tuple(size for _, size in per_axis)
             identity = (image.name, getattr(image, "level", 0), tuple(image.origin), tuple(image.shape))
-            yield _Source(
+            yield Source(
                 name, image, (key, name, identity), sizes, lo, hi, dst, maps, any(padded), window,
                 spatial_axes,
             )
 
     # -- assembly -------------------------------------------------------------
 
-    def _allocate(self, source: _Source) -> tuple[np.ndarray, np.ndarray]:
+    def _allocate(self, source: Source) -> tuple[np.ndarray, np.ndarray]:
         """The result array in output order and a view of it in image-axes order."""
         axes = source.image.axes
         sizes = dict(zip(axes, source.sizes))
@@ -358,7 +341,7 @@ class PatchReader:
         dropped = [i for i, a in enumerate(axes) if a not in kept]
         return result, np.expand_dims(view, dropped) if dropped else view
 
-    def _fill_value(self, source: _Source) -> Any:
+    def _fill_value(self, source: Source) -> Any:
         dtype = source.image.dtype
         fill = self._fills.get(dtype)
         if fill is None:
@@ -366,152 +349,18 @@ class PatchReader:
             fill = self._fills[dtype] = check_pad_value(self.pad_value, dtype, where=where)
         return fill
 
-    def _fill_window(self, cache: ChunkCache, source: _Source, out: np.ndarray, retry: RetryPolicy) -> None:
+    def _fill_window(self, cache: ChunkCache, source: Source, out: np.ndarray, retry: RetryPolicy) -> None:
         """Write the padded window of ``source`` into ``out`` (image-axes order)."""
         if self.padding_mode == "constant" and source.padded:
             out[...] = self._fill_value(source)
         if any(h <= lo for lo, h in zip(source.lo, source.hi)):
             return  # entirely outside the image (constant mode)
         if all(m is None for m in source.maps):
-            _assemble(cache, source, out[source.dst], retry)
+            assemble(cache, source, out[source.dst], retry)
             return
         block = np.empty([h - lo for lo, h in zip(source.lo, source.hi)], source.image.dtype)
-        _assemble(cache, source, block, retry)
+        assemble(cache, source, block, retry)
         for axis, idx in enumerate(source.maps):
             if idx is not None:
                 block = np.take(block, idx, axis=axis)
         out[...] = block
-
-
-def _chunk_ranges(source: _Source) -> Iterator[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
-    """(chunk index, chunk start, chunk stop) in image coordinates, clipped to the image."""
-    image = source.image
-    per_axis = []
-    for lo, hi, c, o, m in zip(source.lo, source.hi, image.chunks, image.origin, image.shape):
-        first, last = (lo + o) // c, (hi - 1 + o) // c
-        per_axis.append([(k, max(k * c - o, 0), min((k + 1) * c - o, m)) for k in range(first, last + 1)])
-    for combo in itertools.product(*per_axis):
-        yield (
-            tuple(k for k, _, _ in combo),
-            tuple(a for _, a, _ in combo),
-            tuple(b for _, _, b in combo),
-        )
-
-
-def _read_region(image: ImageLike, start: tuple[int, ...], stop: tuple[int, ...]) -> np.ndarray:
-    return image.read(tuple(slice(a, b) for a, b in zip(start, stop)))
-
-
-def _runs(indices: list[tuple[int, ...]], longest: int = 8) -> list[list[tuple[int, ...]]]:
-    """Split sorted chunk indices into runs of consecutive chunks along the last axis."""
-    runs: list[list[tuple[int, ...]]] = []
-    for index in indices:
-        last = runs[-1][-1] if runs else None
-        if (
-            last is not None and len(runs[-1]) < longest
-            and index[:-1] == last[:-1] and index[-1] == last[-1] + 1
-        ):
-            runs[-1].append(index)
-        else:
-            runs.append([index])
-    return runs
-
-
-def _read_run(
-    image: ImageLike, regions: list[_Range], retry: RetryPolicy, run: list[tuple[int, ...]]
-) -> list[np.ndarray]:
-    """Read neighbouring chunk regions (a run along the last axis) with one call.
-
-    With ``retry.retries > 0`` the chunks are read concurrently but each on
-    its own (:meth:`._io.Image.read_many`), so that a transient error is
-    retried for its chunk alone, not by fetching the whole run again.
-    """
-    if retry.retries and hasattr(image, "read_many"):
-        selections = [tuple(slice(a, b) for a, b in zip(lo, hi)) for lo, hi in regions]
-        chunks = image.read_many(selections)
-        for k, ((lo, hi), index) in enumerate(zip(regions, run)):
-            error = chunks[k]
-            if isinstance(error, Exception):
-                if not is_transient(error):
-                    raise error
-                chunks[k] = retry.call(partial(_read_region, image, lo, hi), f"{image.name} {index}")
-        return chunks
-    start, stop = regions[0][0], regions[-1][1]
-    block = _read_region(image, start, stop)
-    return [block[..., lo[-1] - start[-1] : hi[-1] - start[-1]] for lo, hi in regions]
-
-
-def _assemble(cache: ChunkCache, source: _Source, dest: np.ndarray, retry: RetryPolicy) -> None:
-    """Copy the source range ``[lo, hi)`` into ``dest`` (shape ``hi - lo``) from chunks."""
-    lo, hi = source.lo, source.hi
-    if source.image.backend == "numpy":
-        dest[...] = _read_region(source.image, lo, hi)
-        return
-    for index, a, b in _chunk_ranges(source):
-        load = partial(_read_region, source.image, a, b)
-        if retry.retries:
-            load = partial(retry.call, load, f"{source.image.name} {index}")
-        try:
-            chunk = cache.get_or_load((*source.prefix, index), load)
-        except ZarrsampleError:
-            raise  # a configuration error (e.g. tensorstore after fork), not a bad chunk
-        except _Exhausted as exc:
-            raise _chunk_error(source, index, exc.error, exc.attempts) from exc.error
-        except Exception as exc:
-            raise _chunk_error(source, index, exc, 1) from exc
-        src = tuple(slice(max(l, s) - s, min(h, e) - s) for l, h, s, e in zip(lo, hi, a, b))
-        dst = tuple(slice(max(l, s) - l, min(h, e) - l) for l, h, s, e in zip(lo, hi, a, b))
-        dest[dst] = chunk[src]
-
-
-def _chunk_error(source: _Source, index: tuple[int, ...], error: BaseException, attempts: int) -> Exception:
-    return chunk_read_error(source.name, source.image, index, source.window, source.spatial_axes, error, attempts)
-
-
-@lru_cache(maxsize=64)
-def _checked_axes(axes: str) -> str:
-    return check_axes(axes, name="spatial_axes")
-
-
-def _spatial_axes(axes: object) -> str:
-    return _checked_axes(axes) if isinstance(axes, str) else check_axes(axes, name="spatial_axes")
-
-
-def _window_vector(value: Any, name: str, spatial_axes: str) -> list[int]:
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be a sequence of ints, got {value!r}")
-    if isinstance(value, np.ndarray) and value.dtype.kind in "iu" and value.shape == (len(spatial_axes),):
-        return value.tolist()
-    array = np.asarray(value)
-    if array.ndim != 1 or len(array) != len(spatial_axes):
-        raise ZarrsampleError(
-            f"{name} must have one int per axis of spatial_axes={spatial_axes!r} "
-            f"({len(spatial_axes)} values), got {value!r}"
-        )
-    if array.dtype.kind not in "iu" and not all(is_integer(v) for v in array.tolist()):
-        raise TypeError(f"{name} must be integers, got {value!r} (dtype {array.dtype})")
-    return [int(v) for v in array.tolist()]
-
-
-def _count(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    if value < 0:
-        raise ZarrsampleError(f"{name} must be >= 0, got {value}")
-    return int(value)
-
-
-def _check_output_axes(value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise TypeError(
-            f"output_axes must be None or a dict {{modality: axes}} such as "
-            f"{{'images': 'CYX'}}, got {value!r}"
-        )
-    out = {}
-    for name, axes in value.items():
-        if not isinstance(name, str):
-            raise TypeError(f"output_axes keys must be modality names (str), got {name!r}")
-        out[name] = check_axes(axes, name=f"output_axes[{name!r}]")
-    return out

@@ -5,35 +5,40 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from math import isfinite
-from numbers import Integral, Real
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ._checks import check_bool, check_int
 from ._errors import ZarrsampleError
 from ._stitch_blocks import (
-    BLENDS,
     Block,
     SpillStore,
-    as_array,
-    as_positions,
     cast_output,
     create_output,
     default_chunks,
     expected_counts,
-    int_tuple,
     normalise,
     patch_weights,
     resolve_output,
     touched_blocks,
 )
+from ._stitch_checks import (
+    Blend,
+    as_array,
+    as_positions,
+    check_arrivals,
+    check_blend,
+    check_crop,
+    check_patch,
+    check_sigma,
+    clip_windows,
+    crop_per_axis,
+    int_tuple,
+)
 
 __all__ = ["Stitcher"]
-
-Blend = Literal["mean", "gaussian", "max"]
 
 
 class Stitcher:
@@ -154,19 +159,9 @@ class Stitcher:
         self.shape = int_tuple(shape, "shape", 1)
         if not self.shape:
             raise ZarrsampleError("shape must have at least one axis, got ()")
-        if blend not in BLENDS:
-            raise ZarrsampleError(f"blend must be one of {', '.join(map(repr, BLENDS))}, got {blend!r}")
-        if isinstance(sigma, bool) or not isinstance(sigma, Real):
-            raise TypeError(f"sigma must be a number, got {sigma!r}")
-        if not isfinite(sigma) or sigma <= 0:
-            raise ZarrsampleError(
-                f"sigma must be a finite number > 0 (a fraction of the patch side), got {sigma!r}"
-            )
-        self.blend: str = blend
-        self.sigma = float(sigma)
-        self._crop: int | tuple[int, ...] = (
-            check_int(crop, "crop") if isinstance(crop, Integral) else int_tuple(crop, "crop", 0)
-        )
+        self.blend: str = check_blend(blend)
+        self.sigma = check_sigma(sigma)
+        self._crop: int | tuple[int, ...] = check_crop(crop)
         self.max_bytes = check_int(max_bytes, "max_bytes")
         ome = check_bool(ome, "ome")
         self._path, self._array, self._chunks, self.dtype, self._axes = resolve_output(
@@ -208,11 +203,7 @@ class Stitcher:
             raise ZarrsampleError(
                 f"position has {d} spatial axes but shape={self.shape} has {len(self.shape)} axes"
             )
-        crop = (self._crop,) * d if isinstance(self._crop, int) else self._crop
-        if len(crop) != d:
-            raise ZarrsampleError(
-                f"crop must be an int or have one value per spatial axis ({d}), got {self._crop}"
-            )
+        crop = crop_per_axis(self._crop, d)
         self._create(d)
         self._ndim, self._crop_d = d, np.asarray(crop, np.int64)
         self.leading, self.spatial = self.shape[: len(self.shape) - d], np.asarray(self.shape[-d:], np.int64)
@@ -232,22 +223,9 @@ class Stitcher:
 
     def _clip(self, pos: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Cropped windows clipped to the output, ``(lo, hi)`` each ``(B, D)``; errors if empty."""
-        start, stop = pos[..., 0] + self._crop_d, pos[..., 1] - self._crop_d
-        if np.any(stop <= start):
-            i = int(np.flatnonzero(np.any(stop <= start, axis=1))[0])
-            raise ZarrsampleError(
-                f"crop={self._crop} must leave a non-empty window, but {name} has window "
-                f"{(pos[i, :, 1] - pos[i, :, 0]).tolist()} at {pos[i].tolist()}"
-            )
-        lo, hi = np.maximum(start, 0), np.minimum(stop, self.spatial)
-        if np.any(hi <= lo):
-            i = int(np.flatnonzero(np.any(hi <= lo, axis=1))[0])
-            where = name if len(pos) == 1 else f"{name}[{i}]"
-            raise ZarrsampleError(
-                f"{where}={pos[i].tolist()} lies wholly outside the output after crop={self._crop} "
-                f"(spatial shape {tuple(self.spatial.tolist())}, output shape {self.shape})"
-            )
-        return lo, hi
+        return clip_windows(
+            pos, name, crop=self._crop, crop_d=self._crop_d, spatial=self.spatial, shape=self.shape
+        )
 
     # -- adding patches ----------------------------------------------------------------------
 
@@ -281,32 +259,14 @@ class Stitcher:
                 if data.shape[:1] != (0,):
                     raise ZarrsampleError(f"patch must have shape (0, ...) for an empty batch, got {data.shape}")
                 return
-            window = pos[0, :, 1] - pos[0, :, 0]
-            expected = ((len(pos),) if batched else ()) + self.leading + tuple(window.tolist())
             given = pos.tolist() if batched else pos[0].tolist()
-            if data.shape != expected or np.any(pos[:, :, 1] - pos[:, :, 0] != window):
-                rule = "(B, *leading, *window)" if batched else "(*leading, *window)"
-                raise ZarrsampleError(
-                    f"patch must have shape {rule} = {expected} for output shape {self.shape} "
-                    f"and position {given}, got {data.shape}"
-                )
-            if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool) or data.dtype.kind == "c":
-                raise ZarrsampleError(f"patch must hold real numbers, got dtype {data.dtype}")
-            data = data.reshape(len(pos), *data.shape[int(batched):])
+            data = check_patch(data, pos, given, batched=batched, leading=self.leading, shape=self.shape)
+            window = pos[0, :, 1] - pos[0, :, 0]
             lo, hi = self._clip(pos, "position")
             weights = patch_weights((window - 2 * self._crop_d).tolist(), blend=self.blend, sigma=self.sigma)
             tasks = touched_blocks(lo, hi, self._block, self._grid)
             if self._expected is not None:
-                keys, extra = np.unique(np.array([t[1] for t in tasks], np.int64), return_counts=True)
-                over = self._arrived.reshape(-1)[keys] + extra > self._expected.reshape(-1)[keys]
-                if np.any(over):
-                    key = int(keys[np.argmax(over)])
-                    raise ZarrsampleError(
-                        f"position {given} touches output chunk "
-                        f"{tuple(int(i) for i in np.unravel_index(key, self._grid))} more often than the "
-                        "windows in positions do: "
-                        "every added window must be listed in positions, once"
-                    )
+                check_arrivals(tasks, self._arrived, self._expected, self._grid, given)
             for b, key, region in tasks:
                 self._accumulate(data[b], pos[b, :, 0], key, region, weights)
                 if self._expected is not None:

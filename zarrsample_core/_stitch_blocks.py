@@ -20,20 +20,16 @@ import numpy as np
 import zarr
 
 from ._axes import KNOWN_AXES, check_axes
-from ._checks import check_int
 from ._errors import ZarrsampleError
+from ._stitch_checks import int_tuple
 
 __all__ = [
-    "BLENDS",
     "Block",
     "SpillStore",
-    "as_array",
-    "as_positions",
     "cast_output",
     "create_output",
     "default_chunks",
     "expected_counts",
-    "int_tuple",
     "normalise",
     "ome_axes",
     "patch_weights",
@@ -41,44 +37,10 @@ __all__ = [
     "touched_blocks",
 ]
 
-BLENDS = ("mean", "gaussian", "max")
 #: Smallest gaussian weight: every pixel of a patch keeps a (negligible) say,
 #: so a pixel covered only by patch borders never divides by an underflowed 0.
 WEIGHT_FLOOR = 1e-12
 _AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
-
-
-def int_tuple(value: object, name: str, minimum: int) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise TypeError(f"{name} must be a sequence of ints, got {value!r}")
-    return tuple(check_int(v, f"{name}[{i}]", minimum) for i, v in enumerate(value))
-
-
-def as_array(value: object, name: str) -> np.ndarray:
-    try:
-        return np.asarray(value)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(f"{name} must be convertible by numpy.asarray (a CPU array), got "
-                        f"{type(value).__name__}: {exc}") from exc
-
-
-def as_positions(position: object, name: str, batched: bool | None = None) -> np.ndarray:
-    """``position`` as ``(B, D, 2)`` int64 (a single ``(D, 2)`` window gets B = 1)."""
-    pos = as_array(position, name)
-    ndims = {None: (2, 3), True: (3,), False: (2,)}[batched]
-    if pos.ndim not in ndims or pos.shape[-1] != 2 or pos.shape[-2] < 1 or not (
-        np.issubdtype(pos.dtype, np.integer) or pos.size == 0
-    ):
-        rule = {None: "(D, 2) or a (B, D, 2) batch", True: "(n, D, 2)", False: "(D, 2)"}[batched]
-        raise ZarrsampleError(
-            f"{name} must be an integer array of [start, stop) per spatial axis, shape {rule}; "
-            f"got shape {pos.shape} dtype {pos.dtype}"
-        )
-    pos = pos.astype(np.int64).reshape(-1, *pos.shape[-2:])
-    if np.any(pos[..., 1] <= pos[..., 0]):
-        bad = int(np.flatnonzero(np.any(pos[..., 1] <= pos[..., 0], axis=1))[0])
-        raise ZarrsampleError(f"{name} must have stop > start on every axis, got {pos[bad].tolist()}")
-    return pos
 
 
 def patch_weights(window: Sequence[int], *, blend: str, sigma: float) -> list[np.ndarray]:

@@ -17,7 +17,8 @@ import zarr
 
 from ._checks import check_int
 from ._errors import ZarrsampleError
-from ._io import Image, open_image
+from ._image import Image
+from ._io import open_image
 from ._ome import join_path
 
 __all__ = ["choose_level", "open_level", "read_reduced", "reduce_factor", "spatial_letters"]

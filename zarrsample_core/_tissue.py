@@ -20,7 +20,8 @@ from scipy import ndimage  # type: ignore[import-untyped]
 
 from ._checks import check_bool, check_int
 from ._errors import ZarrsampleError
-from ._io import Image, open_image
+from ._image import Image
+from ._io import open_image
 from ._thumbnail import choose_level, open_level, read_reduced, reduce_factor
 
 __all__ = ["clean_mask", "grey_levels", "otsu_threshold", "tissue_mask"]

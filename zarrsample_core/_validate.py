@@ -230,12 +230,12 @@ def recorded_metadata(image: Any) -> tuple[Any, ...] | None:
 def stored_metadata(image: Any) -> tuple[Any, ...] | None:
     """``(shape, dtype, chunks)`` of the image's array as stored now (one metadata read).
 
-    None for numpy images and objects that are not :class:`._io.Image`.
+    None for numpy images and objects that are not :class:`._image.Image`.
     """
     import zarr
     from zarr.storage import FsspecStore, LocalStore
 
-    from ._io import Image, _native
+    from ._image import Image, _native
 
     if not isinstance(image, Image) or image.backend == "numpy":
         return None

@@ -25,7 +25,8 @@ from ._checks import check_int
 from ._collection import ImageCollection
 from ._dataset import PatchDataset
 from ._errors import ZarrsampleError
-from ._io import Image, open_image
+from ._image import Image
+from ._io import open_image
 from ._plan import PatchPlan
 from ._progress import progress
 from ._sampler import PatchSampler

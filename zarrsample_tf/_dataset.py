@@ -17,9 +17,10 @@ import tensorflow as tf
 
 from zarrsample_core import PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
-from zarrsample_core._dataset import ReadAhead, check_dataset
-from zarrsample_core._order import check_state
+from zarrsample_core._dataset import check_dataset
+from zarrsample_core._epoch import ReadAhead
 from zarrsample_core._spec import sample_spec
+from zarrsample_core._state import check_state
 
 __all__ = ["as_tf_dataset"]
 
