@@ -228,3 +228,26 @@ def test_distribute_datasets_from_function_gives_each_pipeline_its_shard():
     )
     positions = np.concatenate([batch["position"].numpy() for batch in dist])
     assert [tuple(p[:, 0]) for p in positions] == [sample_key(s)[1:] for s in ds.epoch(1)]
+
+
+def test_a_finished_pipeline_releases_the_dataset_and_its_chunk_cache():
+    import gc
+    import weakref
+
+    refs = []
+    for _ in range(3):
+        ds = make_dataset()
+        refs.append(weakref.ref(ds))
+        tfds = as_tf_dataset(ds, batch_size=4).map(lambda s: s["images"])
+        assert sum(int(b.shape[0]) for b in tfds) == len(ds)
+        del ds, tfds
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+
+
+def test_the_pipeline_keeps_its_dataset_alive():
+    import gc
+
+    tfds = as_tf_dataset(make_dataset())  # no other reference to the PatchDataset
+    gc.collect()
+    assert len(list(tfds)) == len(make_dataset())

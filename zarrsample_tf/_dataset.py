@@ -9,6 +9,7 @@ check are the core's.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -193,13 +194,18 @@ def as_tf_dataset(
     keys = list(config)
     expected = {k: v for k, v in config.items() if k not in ("version", "position")}
     current = np.array([config[k] for k in keys], np.int64)
-    read_ahead = ReadAhead(dataset, indices)
+    # The reading function reaches the dataset through a weak reference: TensorFlow may
+    # keep map functions alive after their pipeline is gone, and with them the chunk
+    # cache. The returned tf.data.Dataset (kept by its iterators and by datasets built
+    # from it) owns the strong reference.
+    source = _Source(dataset, indices)
+    source_ref = weakref.ref(source)
     size = 1 if batch_size is None else batch_size
     count = -(-len(indices) // size)
 
-    def read_one(j: int) -> list[np.ndarray]:
-        read_ahead.advance(j)
-        sample = dataset[int(indices[j])]
+    def read_one(src: _Source, j: int) -> list[np.ndarray]:
+        src.read_ahead.advance(j)
+        sample = src.dataset[int(src.indices[j])]
         missing = [key for key in signature if key not in sample]
         if missing or len(sample) != len(signature):
             raise ZarrsampleError(
@@ -210,9 +216,15 @@ def as_tf_dataset(
     def read(saved: np.ndarray, b: np.int64) -> list[np.ndarray]:
         if not np.array_equal(saved, current):  # a checkpoint of another configuration
             check_state(dict(zip(keys, saved.tolist())), expected=expected)
+        src = source_ref()
+        if src is None:
+            raise ZarrsampleError(
+                "the PatchDataset behind this tf.data pipeline is gone: keep the tf.data.Dataset "
+                "returned by as_tf_dataset (or one built from it) alive while reading"
+            )
         if batch_size is None:
-            return read_one(int(b))
-        rows = [read_one(j) for j in range(int(b) * size, min(len(indices), (int(b) + 1) * size))]
+            return read_one(src, int(b))
+        rows = [read_one(src, j) for j in range(int(b) * size, min(len(src.indices), (int(b) + 1) * size))]
         return [np.stack(column) for column in zip(*rows)]
 
     batch_dim = [] if batch_size is None else [size if len(indices) % size == 0 else None]
@@ -236,4 +248,16 @@ def as_tf_dataset(
         out = tagged.map(load, num_parallel_calls=num_parallel_reads, deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return out.with_options(options).apply(tf.data.experimental.assert_cardinality(count))
+    result = out.with_options(options).apply(tf.data.experimental.assert_cardinality(count))
+    result._zarrsample_source = source  # owned by the pipeline (see source_ref)
+    return result
+
+
+class _Source:
+    """What the reading function needs, owned by the tf.data.Dataset that reads it."""
+
+    __slots__ = ("__weakref__", "dataset", "indices", "read_ahead")
+
+    def __init__(self, dataset: PatchDataset, indices: np.ndarray) -> None:
+        self.dataset, self.indices = dataset, indices
+        self.read_ahead = ReadAhead(dataset, indices)
