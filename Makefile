@@ -32,6 +32,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/poisson.py
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/adapters.py
+	$(PY) benchmarks/stitch.py
+	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/faults.py
 
 $(REF_STAMP): benchmarks/reference-constraints.txt
 	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
