@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m zarrsample_core.demo
+	$(VENV)/bin/zarrsample demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -234,7 +234,7 @@ def test_core_imports_and_reports_missing_pillow(data, tmp_path):
 
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    command = [sys.executable, "-m", "zarrsample_core.demo", "--out", str(out), "--size", "1024", "--quiet"]
+    command = [sys.executable, "-m", "zarrsample_core", "demo", "--out", str(out), "--size", "1024", "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=ENV)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -14,8 +14,7 @@ from ._epoch import EpochIterator
 from ._errors import ZarrsampleError
 from ._faults import OnError, SkipLog, check_on_error
 from ._order import epoch_order, shard, shard_length
-from ._plan import PatchPlan
-from ._plan_io import check_plan_fits
+from ._plan import PatchPlan, check_plan_fits
 from ._reader import PatchReader
 from ._state import check_state, config_fingerprint
 from ._validate import check_sources, recorded_metadata

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ._state import make_state
 
-if TYPE_CHECKING:
-    from ._dataset import PatchDataset
+__all__ = ["EpochIterator", "EpochSource", "ReadAhead"]
 
-__all__ = ["EpochIterator", "ReadAhead"]
+
+class EpochSource(Protocol):
+    """What an epoch reads from: a :class:`~zarrsample_core.PatchDataset`."""
+
+    @property
+    def prefetch(self) -> int:
+        """Patches whose chunks are loaded ahead (0: off)."""
+
+    def _sample(self, index: int) -> Any:
+        """Sample ``index`` of the unshuffled plan (transform applied)."""
+
+    def _prefetch(self, indices: np.ndarray) -> None:
+        """Start loading the chunks of these patches in the background."""
 
 
 class ReadAhead:
@@ -25,7 +36,7 @@ class ReadAhead:
     time, so each refill sees runs of neighbouring chunks. Thread-safe.
     """
 
-    def __init__(self, dataset: PatchDataset, indices: np.ndarray, position: int = 0) -> None:
+    def __init__(self, dataset: EpochSource, indices: np.ndarray, position: int = 0) -> None:
         self._dataset = dataset
         self._indices = indices
         self._until = position
@@ -53,7 +64,7 @@ class EpochIterator(Iterator[Any]):
     """
 
     def __init__(
-        self, dataset: PatchDataset, indices: np.ndarray, *, epoch: int, position: int, config: dict
+        self, dataset: EpochSource, indices: np.ndarray, *, epoch: int, position: int, config: dict
     ) -> None:
         self.dataset = dataset
         self.indices = indices

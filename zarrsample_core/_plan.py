@@ -6,16 +6,15 @@ import bisect
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._collection import ImageCollection
 from ._errors import ZarrsampleError
+from ._grid import chunk_tile_shape
+from ._plan_io import plan_fields, plan_header, read_plan_file, write_plan_file
 
-if TYPE_CHECKING:
-    from ._collection import ImageCollection
-
-__all__ = ["PatchPlan"]
+__all__ = ["PatchPlan", "check_plan_fits"]
 
 
 def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
@@ -231,9 +230,9 @@ class PatchPlan:
         ...     PatchPlan.load(pathlib.Path(tmp) / "plan.npz").toplefts.tolist()
         [[0, 0], [4, 4]]
         """
-        from ._plan_io import save_plan
-
-        save_plan(self, path, overwrite=overwrite)
+        fields = {k: getattr(self, k) for k in ("image_shape", "patch_size", "stride", "pad", "tile_shape")}
+        header = plan_header(self.spatial_axes, fields, len(self))
+        write_plan_file(path, header, self.toplefts, self.coverage, overwrite=overwrite)
 
     @classmethod
     def load(
@@ -269,9 +268,75 @@ class PatchPlan:
         Reads everything into memory (``8 * (D + 1)`` bytes per patch) and
         checks it in O(n).
         """
-        from ._plan_io import load_plan
+        if collection is not None and not isinstance(collection, ImageCollection):
+            raise TypeError(
+                f"collection must be an ImageCollection or None, got {type(collection).__name__}"
+            )
+        header, toplefts, coverage = read_plan_file(path)
+        plan = cls(**plan_fields(header, toplefts, coverage, str(path)))
+        if collection is not None:
+            check_plan_fits(plan, collection, name=f"the plan in {path}")
+        return plan
 
-        return load_plan(path, collection=collection)
+
+
+def check_plan_fits(plan: PatchPlan, collection: ImageCollection, *, name: str = "plan") -> None:
+    """Raise unless ``plan`` was made for ``collection``'s reference image.
+
+    Parameters
+    ----------
+    plan : PatchPlan
+    collection : ImageCollection
+    name : str
+        How messages call the plan (e.g. ``"plans[3]"``).
+
+    Raises
+    ------
+    TypeError
+        ``collection`` is not an ImageCollection.
+    ZarrsampleError
+        The reference image lacks an axis the plan samples along, its extents
+        differ, or the plan's chunk tile is not the reference's storage chunk
+        rounded up to the stride (the tile a sampler would use), which would
+        break chunk-by-chunk reading. The message says what differs.
+
+    Examples
+    --------
+    >>> from zarrsample_core import ImageCollection, PatchSampler, open_image
+    >>> coll = ImageCollection({"images": open_image(np.zeros((8, 8)), axes="YX")}, spatial_axes="YX")
+    >>> plan = PatchSampler(4, spatial_axes="YX").plan(coll)
+    >>> check_plan_fits(plan, coll)
+    >>> other = ImageCollection({"images": open_image(np.zeros((8, 9)), axes="YX")}, spatial_axes="YX")
+    >>> check_plan_fits(plan, other)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    zarrsample_core._errors.ZarrsampleError: plan was made for an image of shape (8, 8) along 'YX', ...
+    """
+    if not isinstance(collection, ImageCollection):
+        raise TypeError(f"collection must be an ImageCollection, got {type(collection).__name__}")
+    axes = plan.spatial_axes
+    ref = collection.reference
+    missing = [a for a, n in zip(axes, plan.image_shape) if n > 1 and a not in ref.axes]
+    if missing:
+        raise ZarrsampleError(
+            f"{name} samples along axes {missing} that the reference image {ref.name!r} "
+            f"(axes {ref.axes!r}) lacks"
+        )
+    shape = collection.spatial_extent(collection.reference_name, axes)
+    if tuple(shape) != tuple(plan.image_shape):
+        raise ZarrsampleError(
+            f"{name} was made for an image of shape {plan.image_shape} along {axes!r}, but the "
+            f"reference image {ref.name!r} has {tuple(shape)}"
+        )
+    real = np.asarray(plan.image_shape) > 1
+    expected = chunk_tile_shape(np.asarray(collection.spatial_chunks(axes)), np.asarray(plan.stride))
+    if not np.array_equal(np.asarray(plan.tile_shape)[real], expected[real]):
+        raise ZarrsampleError(
+            f"{name} has chunk tile {plan.tile_shape} along {axes!r}, but the reference image "
+            f"{ref.name!r} has storage chunks {collection.spatial_chunks(axes)}, i.e. tile "
+            f"{tuple(expected.tolist())} for stride {plan.stride}: the plan was made for "
+            f"another chunking"
+        )
 
 
 def _to_slices(axes: str, starts: np.ndarray, stops: np.ndarray) -> list[dict[str, slice]]:

@@ -1,10 +1,15 @@
-"""PatchPlan files (``.npz`` or a zarr group) and the check that a plan fits an image."""
+"""PatchPlan files (``.npz`` or a zarr group): layout, reading, writing, checks.
+
+Knows the file format only; :meth:`PatchPlan.save` and :meth:`PatchPlan.load`
+(``_plan.py``) turn plans into headers and arrays and back.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +17,12 @@ import numpy as np
 
 from ._axes import check_axes
 from ._checks import check_bool
-from ._collection import ImageCollection
 from ._errors import ZarrsampleError
-from ._grid import chunk_tile_shape
-from ._plan import PatchPlan
 
-__all__ = ["PLAN_FORMAT", "PLAN_VERSION", "check_plan_fits", "load_plan", "save_plan"]
+__all__ = [
+    "PLAN_FORMAT", "PLAN_VERSION", "plan_fields", "plan_header", "read_plan_file", "unordered_rows",
+    "write_plan_file",
+]
 
 #: Marker stored in every plan file.
 PLAN_FORMAT = "zarrsample.PatchPlan"
@@ -33,18 +38,20 @@ def _is_zarr(path: Path) -> bool:
     return path.suffix == ".zarr" or path.is_dir()
 
 
-def _header(plan: PatchPlan) -> dict[str, Any]:
+def plan_header(spatial_axes: str, fields: Mapping[str, tuple[int, ...]], n_patches: int) -> dict[str, Any]:
+    """The JSON header of a plan file: format marker, version, axes, sizes, patch count."""
     header: dict[str, Any] = {"format": PLAN_FORMAT, "version": PLAN_VERSION}
-    header["spatial_axes"] = plan.spatial_axes
-    header.update({k: [int(v) for v in getattr(plan, k)] for k in _TUPLES})
-    header["n_patches"] = len(plan)
+    header["spatial_axes"] = spatial_axes
+    header.update({k: [int(v) for v in fields[k]] for k in _TUPLES})
+    header["n_patches"] = int(n_patches)
     return header
 
 
-def save_plan(plan: PatchPlan, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-    """Write ``plan`` to ``path`` (see :meth:`PatchPlan.save`)."""
-    if not isinstance(plan, PatchPlan):
-        raise TypeError(f"plan must be a PatchPlan, got {type(plan).__name__}")
+def write_plan_file(
+    path: str | os.PathLike[str], header: Mapping[str, Any], toplefts: np.ndarray,
+    coverage: np.ndarray, *, overwrite: bool = False,
+) -> None:
+    """Write a plan's header and arrays to ``path`` (see :meth:`PatchPlan.save`)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     check_bool(overwrite, "overwrite")
@@ -57,48 +64,34 @@ def save_plan(plan: PatchPlan, path: str | os.PathLike[str], *, overwrite: bool 
             shutil.rmtree(path)
         else:
             path.unlink()
-    header = _header(plan)
     if zarr_group:
         import zarr
 
         group = zarr.open_group(str(path), mode="w-")
-        group.attrs[_ATTR] = header
-        for name in ("toplefts", "coverage"):
-            array = getattr(plan, name)
+        group.attrs[_ATTR] = dict(header)
+        for name, array in (("toplefts", toplefts), ("coverage", coverage)):
             chunks = (max(1, min(len(array), 2**20)),) + array.shape[1:]
             group.create_array(name, data=array, chunks=chunks)
         return
     with open(path, "xb") as f:
-        np.savez_compressed(
-            f, header=np.array(json.dumps(header)), toplefts=plan.toplefts, coverage=plan.coverage
-        )
+        np.savez_compressed(f, header=np.array(json.dumps(dict(header))), toplefts=toplefts, coverage=coverage)
 
 
-def load_plan(
-    path: str | os.PathLike[str], *, collection: ImageCollection | None = None
-) -> PatchPlan:
-    """Read and check a plan file (see :meth:`PatchPlan.load`)."""
+def read_plan_file(path: str | os.PathLike[str]) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``(header, toplefts, coverage)`` as stored at ``path``, unchecked (see :func:`plan_fields`)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    if collection is not None and not isinstance(collection, ImageCollection):
-        raise TypeError(
-            f"collection must be an ImageCollection or None, got {type(collection).__name__}"
-        )
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no PatchPlan file at {path}")
     try:
-        header, toplefts, coverage = _read_zarr(path) if path.is_dir() else _read_npz(path)
+        return _read_zarr(path) if path.is_dir() else _read_npz(path)
     except ZarrsampleError:
         raise
     except Exception as exc:  # any decoding failure of a damaged file
         raise ZarrsampleError(
             f"{path} is not a readable PatchPlan file ({type(exc).__name__}: {exc})"
         ) from exc
-    plan = _build(header, toplefts, coverage, str(path))
-    if collection is not None:
-        check_plan_fits(plan, collection, name=f"the plan in {path}")
-    return plan
 
 
 def _read_npz(path: Path) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -131,8 +124,8 @@ def _read_zarr(path: Path) -> tuple[Any, np.ndarray, np.ndarray]:
     return group.attrs[_ATTR], toplefts, coverage
 
 
-def _build(header: Any, toplefts: np.ndarray, coverage: np.ndarray, where: str) -> PatchPlan:
-    """The checked plan from a file's header and arrays."""
+def plan_fields(header: Any, toplefts: np.ndarray, coverage: np.ndarray, where: str) -> dict[str, Any]:
+    """The checked ``PatchPlan`` fields of a file's header and arrays (``where`` names it)."""
     if not isinstance(header, dict) or header.get("format") != PLAN_FORMAT:
         raise ZarrsampleError(f"{where} is not a PatchPlan file (format marker {PLAN_FORMAT!r} missing)")
     version = header.get("version")
@@ -172,17 +165,18 @@ def _build(header: Any, toplefts: np.ndarray, coverage: np.ndarray, where: str) 
     shape = np.asarray(fields["image_shape"], np.int64)
     if n and ((toplefts < 0).any() or (toplefts >= shape).any()):
         raise ZarrsampleError(f"{where}: toplefts must lie in [0, image_shape={fields['image_shape']})")
-    plan = PatchPlan(spatial_axes=axes, toplefts=toplefts, coverage=coverage, **fields)
-    bad = unordered_rows(plan)
+    bad = unordered_rows(toplefts, fields["tile_shape"], fields["image_shape"])
     if len(bad):
         raise ZarrsampleError(
             f"{where}: patches must be in chunk-tile order, each once; row {int(bad[0])} "
-            f"({plan.toplefts[bad[0]].tolist()}) does not follow row {int(bad[0]) - 1}"
+            f"({toplefts[bad[0]].tolist()}) does not follow row {int(bad[0]) - 1}"
         )
-    return plan
+    return dict(spatial_axes=axes, toplefts=toplefts, coverage=coverage, **fields)
 
 
-def unordered_rows(plan: PatchPlan) -> np.ndarray:
+def unordered_rows(
+    toplefts: np.ndarray, tile_shape: tuple[int, ...], image_shape: tuple[int, ...]
+) -> np.ndarray:
     """Rows that do not strictly follow the previous one in (chunk tile, C order) order.
 
     Returns
@@ -191,70 +185,13 @@ def unordered_rows(plan: PatchPlan) -> np.ndarray:
         Empty for a well-formed plan (sorted by tile, C order inside a tile,
         no duplicates). O(n) time and memory.
     """
-    if len(plan) < 2:
+    if len(toplefts) < 2:
         return np.zeros(0, np.int64)
-    step = np.diff(plan.chunk_ids)
-    diff = np.diff(plan.toplefts, axis=0)
+    grid = tuple(-(-n // t) for n, t in zip(image_shape, tile_shape))
+    tiles = toplefts // np.asarray(tile_shape, np.int64)
+    step = np.diff(np.ravel_multi_index(tuple(tiles.T), grid))
+    diff = np.diff(toplefts, axis=0)
     moved = diff != 0
     first = np.argmax(moved, axis=1)
     forward = moved.any(axis=1) & (diff[np.arange(len(diff)), first] > 0)
     return np.flatnonzero(~((step > 0) | ((step == 0) & forward))) + 1
-
-
-def check_plan_fits(plan: PatchPlan, collection: ImageCollection, *, name: str = "plan") -> None:
-    """Raise unless ``plan`` was made for ``collection``'s reference image.
-
-    Parameters
-    ----------
-    plan : PatchPlan
-    collection : ImageCollection
-    name : str
-        How messages call the plan (e.g. ``"plans[3]"``).
-
-    Raises
-    ------
-    TypeError
-        ``collection`` is not an ImageCollection.
-    ZarrsampleError
-        The reference image lacks an axis the plan samples along, its extents
-        differ, or the plan's chunk tile is not the reference's storage chunk
-        rounded up to the stride (the tile a sampler would use), which would
-        break chunk-by-chunk reading. The message says what differs.
-
-    Examples
-    --------
-    >>> from zarrsample_core import ImageCollection, PatchSampler, open_image
-    >>> coll = ImageCollection({"images": open_image(np.zeros((8, 8)), axes="YX")}, spatial_axes="YX")
-    >>> plan = PatchSampler(4, spatial_axes="YX").plan(coll)
-    >>> check_plan_fits(plan, coll)
-    >>> other = ImageCollection({"images": open_image(np.zeros((8, 9)), axes="YX")}, spatial_axes="YX")
-    >>> check_plan_fits(plan, other)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    zarrsample_core._errors.ZarrsampleError: plan was made for an image of shape (8, 8) along 'YX', ...
-    """
-    if not isinstance(collection, ImageCollection):
-        raise TypeError(f"collection must be an ImageCollection, got {type(collection).__name__}")
-    axes = plan.spatial_axes
-    ref = collection.reference
-    missing = [a for a, n in zip(axes, plan.image_shape) if n > 1 and a not in ref.axes]
-    if missing:
-        raise ZarrsampleError(
-            f"{name} samples along axes {missing} that the reference image {ref.name!r} "
-            f"(axes {ref.axes!r}) lacks"
-        )
-    shape = collection.spatial_extent(collection.reference_name, axes)
-    if tuple(shape) != tuple(plan.image_shape):
-        raise ZarrsampleError(
-            f"{name} was made for an image of shape {plan.image_shape} along {axes!r}, but the "
-            f"reference image {ref.name!r} has {tuple(shape)}"
-        )
-    real = np.asarray(plan.image_shape) > 1
-    expected = chunk_tile_shape(np.asarray(collection.spatial_chunks(axes)), np.asarray(plan.stride))
-    if not np.array_equal(np.asarray(plan.tile_shape)[real], expected[real]):
-        raise ZarrsampleError(
-            f"{name} has chunk tile {plan.tile_shape} along {axes!r}, but the reference image "
-            f"{ref.name!r} has storage chunks {collection.spatial_chunks(axes)}, i.e. tile "
-            f"{tuple(expected.tolist())} for stride {plan.stride}: the plan was made for "
-            f"another chunking"
-        )

@@ -1,4 +1,4 @@
-"""The zarrsample demo: ``zarrsample demo`` (or ``python -m zarrsample_core.demo``).
+"""The zarrsample demo: ``zarrsample demo`` (or ``python -m zarrsample_core demo``).
 
 On generated data, end to end: writes a synthetic whole-slide image as an
 OME-Zarr v0.5 (zarr v3) pyramid with a ``labels`` image, computes its tissue
@@ -32,7 +32,7 @@ from ._progress import progress
 from ._sampler import PatchSampler
 from ._tissue import tissue_mask
 
-__all__ = ["main", "run_demo", "stitch_epoch", "write_synthetic_slide"]
+__all__ = ["run_demo", "stitch_epoch", "write_synthetic_slide"]
 
 #: Pyramid levels of the synthetic slide (each half the size of the previous).
 LEVELS = 3
@@ -302,13 +302,3 @@ def run_demo(*, out: Path | None = None, size: int = 4096, quiet: bool = False, 
             say(f"preview: {paths['preview.png']} ({width} x {height} PNG)")
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m zarrsample_core.demo [options]``: the same as ``zarrsample demo [options]``."""
-    from ._cli import main as cli_main
-
-    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
