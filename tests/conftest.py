@@ -86,6 +86,10 @@ class _FlakyHandler(_QuietHandler):
             if fail and server.mode == "503":
                 self.send_error(503, "Service Unavailable")
                 return
+            if fail and server.mode == "stall":  # accept, then never answer (until shutdown)
+                server.release.wait(60)
+                self.close_connection = True
+                return
             if fail:  # "drop": close the connection without a response
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -104,8 +108,9 @@ class _BusyServer(http.server.ThreadingHTTPServer):
 def flaky_server(root, monkeypatch, *, fail_every=3, mode="503"):
     """Serve ``root`` like :func:`serve_directory`, failing every ``fail_every``-th chunk GET.
 
-    ``mode`` is ``"503"`` (HTTP 503 response) or ``"drop"`` (connection
-    closed with no response). Yields ``(url, server)``; ``server.failures``
+    ``mode`` is ``"503"`` (HTTP 503 response), ``"drop"`` (connection
+    closed with no response) or ``"stall"`` (no response until the server
+    shuts down). Yields ``(url, server)``; ``server.failures``
     and ``server.chunk_requests`` count, ``server.fail_every = 0`` stops failing.
     """
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
@@ -116,11 +121,13 @@ def flaky_server(root, monkeypatch, *, fail_every=3, mode="503"):
     server = _BusyServer(("127.0.0.1", 0), handler)
     server.lock, server.chunk_requests, server.failures = threading.Lock(), 0, 0
     server.fail_every, server.mode = fail_every, mode
+    server.release = threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", server
     finally:
+        server.release.set()
         server.shutdown()
         server.server_close()
 

@@ -256,6 +256,27 @@ def test_retry_gives_up_after_its_retries_and_says_so(served, monkeypatch):
         assert server.chunk_requests == 3
 
 
+
+def test_a_stalled_server_times_out_as_a_transient_error(served, monkeypatch):
+    root, _ = served
+    monkeypatch.setenv("ZARRSAMPLE_HTTP_TIMEOUT", "0.5")
+    with flaky_server(root, monkeypatch, fail_every=1, mode="stall") as (url, server):
+        ds = dataset(f"{url}/s.zarr", on_error="retry", retries=1, backoff=0.001, read_threads=0)
+        start = time.perf_counter()
+        with pytest.raises(ChunkReadError, match=r"after 2 attempts") as info:
+            ds[0]
+        assert time.perf_counter() - start < 10  # not aiohttp's default five minutes
+        assert info.value.transient and server.chunk_requests == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_the_http_timeout_setting_is_checked(served, monkeypatch, value):
+    root, _ = served
+    monkeypatch.setenv("ZARRSAMPLE_HTTP_TIMEOUT", value)
+    with flaky_server(root, monkeypatch, fail_every=0) as (url, _):
+        with pytest.raises(ZarrsampleError, match=r"ZARRSAMPLE_HTTP_TIMEOUT must be a number of seconds > 0"):
+            open_image(f"{url}/s.zarr", axes="CYX")
+
 def test_decode_errors_are_not_retried(corrupt, monkeypatch):
     path, _, _, _ = corrupt
     calls = []

@@ -14,7 +14,7 @@ from zarr.storage import FsspecStore, LocalStore
 from ._errors import ZarrsampleError
 from ._roi import selection_bounds
 
-__all__ = ["Image"]
+__all__ = ["HTTP_TIMEOUT", "HTTP_TIMEOUT_ENV", "Image", "http_timeout", "url_store"]
 
 # (pid, tensorstore.Context) of the process that first read with tensorstore:
 # shared thread pools, and the marker that a fork()ed child must not use it.
@@ -197,6 +197,42 @@ def _native(dtype: Any) -> np.dtype:
     return dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
 
 
+#: Seconds an HTTP(S) request may wait to connect or for more data before it
+#: fails (as a transient error: ``on_error="retry"`` retries it).
+HTTP_TIMEOUT_ENV = "ZARRSAMPLE_HTTP_TIMEOUT"
+HTTP_TIMEOUT = 60.0
+
+
+def http_timeout() -> float:
+    """The HTTP timeout in seconds: ``$ZARRSAMPLE_HTTP_TIMEOUT``, else :data:`HTTP_TIMEOUT`."""
+    text = os.environ.get(HTTP_TIMEOUT_ENV)
+    if text is None:
+        return HTTP_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ZarrsampleError(f"${HTTP_TIMEOUT_ENV} must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def url_store(url: str) -> FsspecStore:
+    """A read-only fsspec store at ``url``; http(s) requests time out after :func:`http_timeout`.
+
+    Without it a server that accepts a request and never answers would
+    block a read for aiohttp's default five minutes.
+    """
+    options: dict[str, Any] | None = None
+    if url.startswith(("http://", "https://")):
+        import aiohttp
+
+        seconds = http_timeout()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+        options = {"client_kwargs": {"timeout": timeout}}
+    return FsspecStore.from_url(url, storage_options=options, read_only=True)
+
+
 def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
     """Open a read-only array handle from a picklable spec."""
     if spec[0] == "zarr":
@@ -204,7 +240,7 @@ def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
         store: Any = (
             LocalStore(root, read_only=True)
             if kind == "file"
-            else FsspecStore.from_url(root, read_only=True)
+            else url_store(root)
         )
         return zarr.open_array(store=store, path=path, mode="r", zarr_format=zarr_format)
     import tensorstore as ts

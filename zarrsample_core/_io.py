@@ -20,7 +20,7 @@ from zarr.storage import FsspecStore, LocalStore
 
 from ._axes import KNOWN_AXES
 from ._errors import ZarrsampleError
-from ._image import Image, _native
+from ._image import Image, _native, url_store
 from ._ome import join_path, resolve_axes, resolve_node
 from ._roi import parse_roi
 from ._validate import check_array_metadata, metadata_error
@@ -181,7 +181,7 @@ def _open_path(source: str | os.PathLike[str]) -> zarr.Array | zarr.Group:
     if text.startswith("file://"):
         text = text[len("file://") :]
     if "://" in text:
-        store: Any = FsspecStore.from_url(text.rstrip("/"), read_only=True)
+        store: Any = url_store(text.rstrip("/"))
         try:
             return zarr.open(store=store, mode="r")
         except NodeNotFoundError:
