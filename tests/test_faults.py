@@ -177,6 +177,30 @@ def test_skip_by_index_as_the_adapters_read(corrupt):
     assert ds.stats()["skipped_patches"] == len(bad)
 
 
+
+@pytest.mark.parametrize("threads", [0, 3])
+def test_skip_reads_a_dead_chunk_once_per_epoch_not_once_per_patch(corrupt, monkeypatch, threads):
+    import zarrsample_core._chunk_reads as chunk_reads
+
+    path, _, _, _ = corrupt
+    start = tuple(b * c for b, c in zip(BAD, CHUNK))
+    reads = []
+    original = chunk_reads._read_region
+
+    def counting(image, lo, hi):
+        if all(a <= s < b for a, s, b in zip(lo, start, hi)):  # a read that includes the dead chunk
+            reads.append(tuple(lo))
+        return original(image, lo, hi)
+
+    monkeypatch.setattr(chunk_reads, "_read_region", counting)
+    ds = dataset(path, on_error="skip", read_threads=threads)
+    assert len(bad_patches(ds)) >= 4  # several patches share the dead chunk
+    for epoch in range(2):
+        before = len(reads)
+        assert len(list(ds.epoch(epoch))) == len(ds)
+        assert len(reads) - before <= 2  # once (or once more by a read-ahead group), not per patch
+    assert ds.stats()["unreadable_patches"] == len(bad_patches(ds))
+
 def test_skip_with_every_patch_unreadable_raises(tmp_path):
     write(tmp_path / "a.zarr", 3)
     for root, _, files in os.walk(tmp_path / "a.zarr" / "c"):

@@ -38,6 +38,11 @@ class ChunkCache:
     max_bytes : int
         Budget for the arrays held, in bytes (``>= 0``). A chunk larger than
         the budget is handed to its reader but not kept.
+    remember_failures : bool
+        Keep the exception of a failed load and raise it again for that key,
+        without loading, until :meth:`forget_failures` (used with
+        ``on_error="skip"``, so that a dead chunk costs one read per epoch,
+        not one per patch).
 
     Attributes
     ----------
@@ -59,7 +64,7 @@ class ChunkCache:
     others wait for the first one's result (an in-flight load). Stored
     arrays are made read-only. A load that raises stores nothing: readers
     waiting for it get its exception, and the next request loads the chunk
-    again. When a :meth:`schedule_group` load fails, each reader waiting for
+    again (or, with ``remember_failures``, gets the same exception). When a :meth:`schedule_group` load fails, each reader waiting for
     one of its chunks loads that chunk itself (so a good chunk is not
     failed by a bad neighbour, and each error is raised by the reader that
     needs the chunk). Counters: ``chunk_reads`` (chunks stored
@@ -76,7 +81,7 @@ class ChunkCache:
     [('cache_hits', 1), ('cached_bytes', 16), ('chunk_reads', 3), ('evictions', 1)]
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, *, remember_failures: bool = False) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, Integral):
             raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
         if max_bytes < 0:
@@ -87,6 +92,8 @@ class ChunkCache:
         self._inflight: dict[Hashable, _Slot] = {}
         self._nbytes: int = 0
         self._counts: dict[str, int] = {"chunk_reads": 0, "cache_hits": 0, "evictions": 0}
+        self.remember_failures: bool = bool(remember_failures)
+        self._failed: dict[Hashable, BaseException] = {}
 
     def __repr__(self) -> str:
         return f"ChunkCache(max_bytes={self.max_bytes}, chunks={len(self)}, nbytes={self.nbytes})"
@@ -98,10 +105,10 @@ class ChunkCache:
         return key in self._data
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"max_bytes": self.max_bytes}
+        return {"max_bytes": self.max_bytes, "remember_failures": self.remember_failures}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["max_bytes"])  # type: ignore[misc]
+        self.__init__(state["max_bytes"], remember_failures=state.get("remember_failures", False))  # type: ignore[misc]
 
     @property
     def nbytes(self) -> int:
@@ -112,6 +119,11 @@ class ChunkCache:
         """Counters and ``cached_bytes``, as a new dict."""
         with self._lock:
             return {**self._counts, "cached_bytes": self._nbytes}
+
+    def forget_failures(self) -> None:
+        """Let chunks whose load failed be loaded again (see ``remember_failures``)."""
+        with self._lock:
+            self._failed.clear()
 
     def clear(self) -> None:
         """Drop every cached array (counters are kept)."""
@@ -158,6 +170,9 @@ class ChunkCache:
                 self._data.move_to_end(key)
                 self._counts["cache_hits"] += 1
                 return value
+            failed = self._failed.get(key)
+            if failed is not None:
+                raise failed.with_traceback(None)
             slot = self._inflight.get(key)
             if slot is None:
                 slot = self._inflight[key] = _Slot(claimed=True)
@@ -227,6 +242,8 @@ class ChunkCache:
         except BaseException as exc:
             with self._lock:
                 self._inflight.pop(key, None)
+                if self.remember_failures and isinstance(exc, Exception):
+                    self._failed[key] = exc
             slot.future.set_exception(exc)
             raise
         with self._lock:

@@ -184,6 +184,7 @@ class PatchDataset:
             padding_mode=padding_mode, pad_value=pad_value, output_axes=output_axes,
             cache_bytes=cache_bytes, prefetch_workers=check_int(read_threads, "read_threads"),
             retries=0 if on_error == "raise" else check_int(retries, "retries"), backoff=backoff,
+            remember_failures=on_error == "skip",
         )
         self._skip = SkipLog()
         self._recorded = [
@@ -348,6 +349,7 @@ class PatchDataset:
         if self.check_sources:
             check_sources(self._recorded, self.reader.retry.call)
         self._skip.reset()
+        self.reader.forget_failures()
         config = dict(
             world_size=check_int(world_size, "world_size", 1), rank=check_int(rank, "rank"),
             num_workers=check_int(num_workers, "num_workers", 1), worker=check_int(worker, "worker"),

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._cache import ChunkCache
+from ._checks import check_bool
 from ._chunk_reads import Range, Source, assemble, chunk_ranges, chunk_runs, read_run
 from ._errors import ZarrsampleError
 from ._faults import RetryPolicy
@@ -73,6 +74,9 @@ class PatchReader:
     backoff : float
         Seconds before the first retry, doubled at each retry (with a
         deterministic jitter), see :class:`._faults.RetryPolicy`.
+    remember_failures : bool
+        A chunk that failed (after its retries) fails again at once, without
+        being read, until :meth:`forget_failures` (``on_error="skip"``).
 
     Raises
     ------
@@ -126,6 +130,7 @@ class PatchReader:
         prefetch_workers: int = 2,
         retries: int = 0,
         backoff: float = 0.05,
+        remember_failures: bool = False,
     ) -> None:
         self.padding_mode: str = check_padding_mode(padding_mode)
         if not isinstance(pad_value, (Real, np.bool_)):
@@ -138,6 +143,7 @@ class PatchReader:
         self.cache_bytes: int = check_count(cache_bytes, "cache_bytes")
         self.prefetch_workers: int = check_count(prefetch_workers, "prefetch_workers")
         self.retry: RetryPolicy = RetryPolicy(check_count(retries, "retries"), backoff)
+        self.remember_failures: bool = check_bool(remember_failures, "remember_failures")
         self._reset()
 
     def __repr__(self) -> str:
@@ -151,12 +157,15 @@ class PatchReader:
     def _reset(self) -> None:
         self._pid: int = os.getpid()
         self._lock: threading.Lock = threading.Lock()
-        self._cache: ChunkCache = ChunkCache(self.cache_bytes)
+        self._cache: ChunkCache = ChunkCache(self.cache_bytes, remember_failures=self.remember_failures)
         self._executor: ThreadPoolExecutor | None = None
         self._fills: dict[np.dtype, Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        keep = ("padding_mode", "pad_value", "output_axes", "cache_bytes", "prefetch_workers", "retry")
+        keep = (
+            "padding_mode", "pad_value", "output_axes", "cache_bytes", "prefetch_workers", "retry",
+            "remember_failures",
+        )
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -167,6 +176,10 @@ class PatchReader:
         if self._pid != os.getpid():  # fork()ed child: the parent's threads and lock are gone
             self._reset()
         return self._cache
+
+    def forget_failures(self) -> None:
+        """Read chunks that failed again when asked for (with ``remember_failures``)."""
+        self._cache_now().forget_failures()
 
     def stats(self) -> dict[str, int]:
         """``chunk_reads``, ``cache_hits``, ``evictions`` and ``cached_bytes`` so far."""
