@@ -25,6 +25,10 @@ CASES = {
     "grid-2d-262144": ((3, 262144, 262144), (3, 1024, 1024), "CYX", 16, "grid", 256, 2.0, None),
     "grid-3d-2048": ((2048, 2048, 2048), (128, 128, 128), "ZYX", 8, "grid", 64, 1.0, None),
     "bluenoise-2d-65536": ((3, 65536, 65536), (3, 1024, 1024), "CYX", 16, "bluenoise", 256, 1.0, None),
+    # One base pattern against a fresh pattern per chunk tile (resample_positions=True).
+    "bluenoise-2d-65536-c512": ((3, 65536, 65536), (3, 512, 512), "CYX", 16, "bluenoise", 256, None, None),
+    "resample-2d-65536-c512": ((3, 65536, 65536), (3, 512, 512), "CYX", 16, "resample", 256, 1.0, None),
+    "resample-2d-65536-c512-p64": ((3, 65536, 65536), (3, 512, 512), "CYX", 16, "resample", 64, None, None),
 }
 
 
@@ -53,7 +57,9 @@ def run_case(name: str) -> None:
         else:
             from zarrsample_core import BlueNoisePatchSampler
 
-            sampler = BlueNoisePatchSampler(patch, min_area=0.5, spatial_axes=spatial, seed=0)
+            sampler = BlueNoisePatchSampler(
+                patch, min_area=0.5, spatial_axes=spatial, seed=0, resample_positions=kind == "resample"
+            )
         return sampler.plan(coll)
 
     t0 = time.perf_counter()
@@ -67,6 +73,8 @@ def run_case(name: str) -> None:
         patches=len(result), seconds=round(seconds, 4), first_call_seconds=round(first_s, 4),
         plan_mb=round(result.nbytes / 2**20, 2), rss_before_plan_mb=round(rss_before, 1),
         peak_rss_mb=round(peak, 1), target_seconds=target_s, target_peak_mb=target_mb,
+        tiles=len(np.unique(result.chunk_ids)),
+        patches_per_tile=round(len(result) / max(1, len(np.unique(result.chunk_ids))), 2),
         met=(target_s is None or seconds < target_s) and (target_mb is None or peak < target_mb),
     )
     assert len(first) == len(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from fractions import Fraction
 
@@ -12,9 +13,11 @@ from hypothesis import strategies as st
 
 from conftest import collection
 from reference import exact_coverage
-from zarrsample_core import BlueNoisePatchSampler, ZarrsampleError
+from zarrsample_core import BlueNoisePatchSampler, ZarrsampleError, _bluenoise
 
 AXES = {2: "YX", 3: "ZYX"}
+#: Patches and sha256 prefix of the top-lefts of a reference resampled plan (see resampled_plan).
+KNOWN_RESAMPLED = (287, "40e603c3a1c944be")
 
 
 @st.composite
@@ -131,6 +134,77 @@ def test_base_pattern_repeats_per_tile_unless_resampled():
     for cid, t in zip(plan.chunk_ids.tolist(), (plan.toplefts % 256).tolist()):
         offsets.setdefault(cid, []).append(tuple(t))
     assert len({tuple(v) for v in offsets.values()}) > 1
+
+
+def resampled_plan(coll, patch=32, **kwargs):
+    return BlueNoisePatchSampler(patch, seed=11, resample_positions=True, spatial_axes="YX", **kwargs).plan(coll)
+
+
+def offsets_by_tile(plan):
+    """{chunk id: top-left offsets inside the tile, in plan order}."""
+    offsets = {}
+    for cid, t in zip(plan.chunk_ids.tolist(), (plan.toplefts % np.array(plan.tile_shape)).tolist()):
+        offsets.setdefault(cid, []).append(tuple(t))
+    return offsets
+
+
+@pytest.mark.parametrize("allow_overlap", [False, True])
+def test_a_resampled_tile_does_not_depend_on_the_tiles_planned_with_it(allow_overlap):
+    everything = offsets_by_tile(resampled_plan(collection((1024, 1024), (256, 256), "YX"),
+                                                allow_overlap=allow_overlap))
+    assert len(everything) == 16
+    for chosen in ([1, 11, 12], [5], [0, 2, 3, 4, 6, 7, 8, 9, 10, 13, 14, 15]):
+        mask = np.zeros(16, bool)
+        mask[chosen] = True  # one mask pixel per tile: the other tiles are never planned
+        coll = collection((1024, 1024), (256, 256), "YX", mask.reshape(4, 4))
+        some = offsets_by_tile(resampled_plan(coll, min_area=1, allow_overlap=allow_overlap))
+        assert sorted(some) == chosen
+        assert all(some[c] == everything[c] for c in chosen)
+
+
+def test_resampled_patches_stay_in_their_tile_and_never_overlap():
+    coll = collection((2048, 1792), (256, 256), "YX")
+    plan = resampled_plan(coll, patch=24)
+    tl, tiles = plan.toplefts, np.array(plan.tile_shape)
+    tile_index = np.stack(np.unravel_index(plan.chunk_ids, plan.tile_grid), -1)
+    assert (tl // tiles == tile_index).all()
+    assert (tl % tiles + 24 <= tiles).all()
+    apart = (np.abs(tl[:, None, :] - tl[None, :, :]) >= 24).any(axis=2)
+    assert apart[~np.eye(len(tl), dtype=bool)].all()
+    assert len(offsets_by_tile(plan)) == 8 * 7
+
+
+def test_resampled_centres_keep_one_patch_apart_with_overlap():
+    coll = collection((1024, 1024), (256, 256), "YX")
+    plan = resampled_plan(coll, patch=(20, 30), allow_overlap=True)
+    tl = plan.toplefts
+    d = tl[:, None, :] - tl[None, :, :]
+    # sum((d_k / p_k)**2) >= 1 in integers: (d0 * 30)**2 + (d1 * 20)**2 >= (20 * 30)**2
+    sq = (d[..., 0] * 30) ** 2 + (d[..., 1] * 20) ** 2
+    same_tile = plan.chunk_ids[:, None] == plan.chunk_ids[None, :]
+    assert (sq[same_tile & ~np.eye(len(tl), dtype=bool)] >= 600**2).all()
+    assert len(np.unique(plan.chunk_ids)) == 16
+
+
+def test_resampled_density_matches_the_base_pattern():
+    coll = collection((4096, 4096), (512, 512), "YX")
+    base = len(BlueNoisePatchSampler(64, seed=11, spatial_axes="YX").plan(coll)) / 64
+    fresh = len(resampled_plan(coll, patch=64)) / 64
+    assert 0.9 < fresh / base < 1.1
+
+
+def test_resampling_in_blocks_gives_the_same_plan(monkeypatch):
+    coll = collection((1024, 768), (128, 128), "YX")
+    whole = resampled_plan(coll, patch=16).toplefts
+    monkeypatch.setattr(_bluenoise, "_BLOCK_CELLS", 100)  # one tile per block
+    np.testing.assert_array_equal(resampled_plan(coll, patch=16).toplefts, whole)
+
+
+def test_known_resampled_plan_is_stable():
+    # Same seed -> same resampled positions on every machine (keys from seed and chunk id).
+    plan = resampled_plan(collection((512, 384), (128, 128), "YX"), patch=16)
+    digest = hashlib.sha256(plan.toplefts.astype("<i8").tobytes()).hexdigest()
+    assert (len(plan), digest[:16]) == KNOWN_RESAMPLED
 
 
 def test_errors():

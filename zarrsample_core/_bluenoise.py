@@ -1,10 +1,13 @@
 """Poisson-disk ("blue-noise") positions: exact, vectorised and deterministic.
 
-One public function, :func:`poisson_disk_positions`. The work is done on a
-background grid with one point per cell at most; cells are resolved in a
-random priority order that is emulated in parallel rounds, and inside a cell
-darts are thrown into the part of the cell that no single neighbouring disk
-covers (an adaptive sub-cell refinement), so the sample is (near-)maximal.
+Two functions: :func:`poisson_disk_positions` (one box, randomness from a
+``numpy.random.Generator``) and :func:`poisson_disk_tiles` (one independent
+pattern per key for a batch of equal boxes, e.g. the chunk tiles of an
+image). The work is done on a background grid with one point per cell at
+most (``_bluenoise_grid.py``); cells are resolved in a random priority order
+that is emulated in parallel rounds, and inside a cell darts are thrown into
+the part of the cell that no single neighbouring disk covers (an adaptive
+sub-cell refinement), so the sample is (near-)maximal.
 """
 
 from __future__ import annotations
@@ -12,26 +15,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import cast
 
 import numpy as np
 
+from ._bluenoise_grid import REACH, GeneratorDraws, Grid, HashDraws, mix
 from ._errors import ZarrsampleError
 
-__all__ = ["poisson_disk_positions"]
+__all__ = ["poisson_disk_positions", "poisson_disk_tiles", "stream_keys"]
 
-#: Deepest sub-cell refinement per dimension (a sub-cell side is cell / 2**level).
-_MAX_LEVEL = {1: 10, 2: 5, 3: 3}
-#: Most sub-cells a cell may hold before it stops refining.
-_MAX_SUBCELLS = 64
-#: Darts a cell throws per iteration after its first dart, while cells still refine.
-_DARTS = 4
-#: Most darts per cell and iteration once no cell refines (bounds memory for huge ``attempts``).
-_BULK_DARTS = 256
-#: Most grid cells one call may use (each costs about 100 bytes while sampling).
+#: Most grid cells one box may use (each costs about 100 bytes while sampling).
 _MAX_CELLS = 2**32
-#: Cells adjacent to a cell on every axis within +-_REACH may hold a conflicting point.
-_REACH = 2
+#: Padded grid cells :func:`poisson_disk_tiles` samples at once (about 100 MB while sampling).
+_BLOCK_CELLS = 2**20
 
 
 def poisson_disk_positions(
@@ -144,17 +139,14 @@ def poisson_disk_positions(
     """
     ext = _check_extent(extent)
     r = _check_radius(radius)
-    if isinstance(attempts, bool) or not isinstance(attempts, Integral):
-        raise TypeError(f"attempts must be an int >= 1, got {type(attempts).__name__} {attempts!r}")
-    if attempts < 1:
-        raise ZarrsampleError(f"attempts must be >= 1, got {attempts}")
+    _check_attempts(attempts)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(
             "rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(seed)), "
             f"got {type(rng).__name__}"
         )
-    grid = _Grid(ext, r)
-    return grid.sample(rng, int(attempts))
+    points, _ = Grid(ext, r, _grid_shape(ext, r)).sample(GeneratorDraws(rng), int(attempts))
+    return points
 
 
 def _check_extent(extent: object) -> np.ndarray:
@@ -192,179 +184,177 @@ def _check_radius(radius: object) -> float:
     return r
 
 
-def _squared_norm(v: np.ndarray) -> np.ndarray:
-    """``(v0 * v0 + v1 * v1) + v2 * v2`` over the last axis, left to right, in float64."""
-    acc = v[..., 0] * v[..., 0]
-    for k in range(1, v.shape[-1]):
-        acc = acc + v[..., k] * v[..., k]
-    return acc
+
+def poisson_disk_tiles(
+    extent: Sequence[float] | np.ndarray,
+    radius: float,
+    keys: Sequence[int] | np.ndarray,
+    *,
+    attempts: int = 30,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One independent Poisson-disk pattern per key, all in the same box.
+
+    Parameters
+    ----------
+    extent : sequence of 1, 2 or 3 positive finite numbers
+        The box of every pattern, as for :func:`poisson_disk_positions`.
+    radius : float
+        Positive, finite minimum distance between two points of a pattern.
+    keys : sequence of int or 1-D integer array
+        One value in ``[0, 2**64)`` per pattern (e.g. from
+        :func:`stream_keys`); the only source of randomness.
+    attempts : int, default 30
+        Rejected darts after which a grid cell gives up, as for
+        :func:`poisson_disk_positions`.
+
+    Returns
+    -------
+    points : numpy.ndarray
+        ``(n, D)`` float64 positions with ``0 <= points[:, k] < extent[k]``,
+        grouped by pattern in the order of ``keys`` and, within a pattern,
+        sorted by background-grid cell; every pattern has at least one point.
+    pattern : numpy.ndarray
+        ``(n,)`` int64 index into ``keys`` of each point's pattern (sorted).
+
+    Raises
+    ------
+    TypeError
+        ``keys`` is not a 1-D sequence of integers, or ``extent``, ``radius``
+        or ``attempts`` has a wrong type (see :func:`poisson_disk_positions`).
+    ZarrsampleError
+        A key is outside ``[0, 2**64)``, or ``extent``, ``radius`` or
+        ``attempts`` has a wrong value.
+
+    Notes
+    -----
+    The distance rule, the algorithm and the density are those of
+    :func:`poisson_disk_positions`; only the source of randomness differs,
+    so that a pattern is a function of its key alone, whatever other keys
+    share the call. Every grid cell draws from its own SplitMix64 stream,
+    seeded by a hash of the key and the cell's index in the pattern's grid
+    (draw 0 is its priority, its darts follow, numbered per cell), so
+    neither the other patterns nor the rounds and iterations in which the
+    cell is resolved change its draws; points of different patterns are
+    never compared (each pattern's grid is padded with empty cells). The
+    same key gives the same points on every machine (integer hashing and
+    exact float64 arithmetic, no platform random generator); these patterns
+    differ from those of :func:`poisson_disk_positions`.
+
+    **Complexity.** All patterns are sampled as one vectorised problem, in
+    blocks of about a million grid cells (``_BLOCK_CELLS``, padding
+    included), so memory is bounded by the block (under 100 bytes per cell)
+    plus the output; time is ``O(T * C * 5**D)`` for ``T`` keys of ``C``
+    cells, in a number of Python-level rounds per block that grows slowly
+    with ``C`` and ``T``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> points, pattern = poisson_disk_tiles((100.0, 60.0), 10.0, [7, 8, 9])
+    >>> points.shape[1], np.unique(pattern).tolist()
+    (2, [0, 1, 2])
+    >>> alone, _ = poisson_disk_tiles((100.0, 60.0), 10.0, [8])
+    >>> bool(np.array_equal(alone, points[pattern == 1]))
+    True
+    """
+    ext = _check_extent(extent)
+    r = _check_radius(radius)
+    _check_attempts(attempts)
+    words = _check_keys(keys)
+    shape = _grid_shape(ext, r)
+    per_block = max(1, _BLOCK_CELLS // math.prod(c + 2 * REACH for c in shape))
+    points, pattern = [np.zeros((0, ext.size))], [np.zeros(0, np.int64)]
+    for start in range(0, words.size, per_block):  # bounded memory; blocks are independent
+        block = words[start : start + per_block]
+        found, owner = Grid(ext, r, shape, block.size).sample(HashDraws(block), int(attempts))
+        points.append(found)
+        pattern.append(owner + start)
+    return np.concatenate(points), np.concatenate(pattern)
 
 
-def _squared_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The documented distance rule's ``sq`` (broadcasting over leading axes)."""
-    return _squared_norm(a - b)
+def stream_keys(entropy: Sequence[int], ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Keys for :func:`poisson_disk_tiles`, one per id, from a seed and coordinates.
+
+    Parameters
+    ----------
+    entropy : sequence of int
+        Non-negative ints, as for ``numpy.random.SeedSequence`` (e.g.
+        ``[seed, draw]``).
+    ids : sequence of int or 1-D integer array
+        Non-negative ids below ``2**64`` (e.g. chunk ids).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(ids),)`` uint64; ``keys[i]`` depends on ``entropy`` and
+        ``ids[i]`` only, and distinct ids give distinct keys.
+
+    Raises
+    ------
+    TypeError, ZarrsampleError
+        ``ids`` is not a 1-D sequence of ints in ``[0, 2**64)``; ``entropy``
+        errors are those of ``numpy.random.SeedSequence``.
+
+    Notes
+    -----
+    With ``(w0, w1) = SeedSequence(entropy).generate_state(2, uint64)``, the
+    key is ``mix(mix(id ^ w0) + w1)`` with the SplitMix64 finaliser ``mix``
+    (a bijection of 64-bit words, wrapping arithmetic): the equivalent of
+    ``SeedSequence([*entropy, id])`` for millions of ids at numpy speed.
+
+    Examples
+    --------
+    >>> a = stream_keys([1, 0], [5, 6, 7])
+    >>> b = stream_keys([1, 0], [7])
+    >>> a.dtype, bool(a[2] == b[0]), len(set(a.tolist()))
+    (dtype('uint64'), True, 3)
+    """
+    words = _check_keys(ids, name="ids")
+    w0, w1 = np.random.SeedSequence(entropy).generate_state(2, np.uint64)
+    return mix(mix(words ^ w0) + w1)
 
 
-def _ragged(rows: np.ndarray, values: np.ndarray, n: int, dim: int) -> np.ndarray:
-    """Pack ``values`` (sorted by ``rows``) into ``(n, K, dim)``, padded with +inf."""
-    count = np.bincount(rows, minlength=n)
-    width = max(int(count.max(initial=0)), 1)
-    slot = np.arange(rows.size) - (np.cumsum(count) - count)[rows]
-    out = np.full((n, width, dim), np.inf)
-    out[rows, slot] = values
-    return out
+def _check_attempts(attempts: object) -> None:
+    if isinstance(attempts, bool) or not isinstance(attempts, Integral):
+        raise TypeError(f"attempts must be an int >= 1, got {type(attempts).__name__} {attempts!r}")
+    if attempts < 1:
+        raise ZarrsampleError(f"attempts must be >= 1, got {attempts}")
 
 
-def _box_covered(lo: np.ndarray, hi: np.ndarray, disks: np.ndarray, r2: float) -> np.ndarray:
-    """True where one of the open disks ``(m, K, D)`` holds every corner of box ``m``."""
-    far = np.maximum(np.abs(disks - lo[:, None, :]), np.abs(disks - hi[:, None, :]))
-    return cast(np.ndarray, (_squared_norm(far) < r2).any(axis=1))  # (m,): ``far`` is 3-D
-
-
-class _Grid:
-    """The background grid, padded by ``_REACH`` empty cells on every side."""
-
-    def __init__(self, extent: np.ndarray, radius: float) -> None:
-        dim = extent.size
-        side = radius / math.sqrt(dim)
-        ratio = [e / side for e in extent.tolist()]
-        total = math.prod(max(1.0, q) for q in ratio)
-        if not total <= _MAX_CELLS:
-            raise ZarrsampleError(
-                f"extent {tuple(extent.tolist())} with radius {radius} needs about {total:.3g} grid cells "
-                f"of side radius/sqrt({dim}); at most 2**32 are supported: use a larger radius or "
-                "split the extent"
+def _check_keys(keys: object, *, name: str = "keys") -> np.ndarray:
+    """``keys`` as a 1-D uint64 array of values in ``[0, 2**64)``."""
+    if isinstance(keys, np.ndarray):
+        if keys.ndim != 1 or keys.dtype.kind not in "iu":
+            raise TypeError(
+                f"{name} must be a 1-D sequence of ints, got an array of shape {keys.shape} and dtype {keys.dtype}"
             )
-        # Just enough cells of side `side` to cover [0, e), each starting below e.
-        cells = [max(1, math.ceil(q)) for q in ratio]
-        cells = [c + 1 if c * side < e else c for c, e in zip(cells, extent.tolist())]
-        cells = [c - 1 if c > 1 and (c - 1) * side >= e else c for c, e in zip(cells, extent.tolist())]
-        self.dim, self.extent, self.side, self.r2 = dim, extent, side, radius * radius
-        self.shape = tuple(cells)
-        self.padded = tuple(c + 2 * _REACH for c in cells)
-        strides = np.cumprod((1,) + self.padded[:0:-1])[::-1].astype(np.int64)
-        span = np.arange(-_REACH, _REACH + 1)
-        offsets = np.stack(np.meshgrid(*[span] * dim, indexing="ij"), -1).reshape(-1, dim)
-        self.offsets = offsets[(offsets != 0).any(axis=1)]  # (5**D - 1, D)
-        self.flat_offsets = self.offsets @ strides
-        self.children = np.stack(np.meshgrid(*[np.arange(2)] * dim, indexing="ij"), -1).reshape(-1, dim)
-        self.below = np.nextafter(extent, 0.0)  # the largest float64 inside [0, extent)
-        self.max_level = _MAX_LEVEL[dim]
+        if keys.dtype.kind == "i" and keys.size and int(keys.min()) < 0:
+            raise ZarrsampleError(f"{name} must be in [0, 2**64), got {int(keys.min())}")
+        return keys.astype(np.uint64)
+    if not isinstance(keys, Sequence) or isinstance(keys, (str, bytes)):
+        raise TypeError(f"{name} must be a 1-D sequence of ints, got {type(keys).__name__} {keys!r}")
+    bad = [k for k in keys if isinstance(k, (bool, np.bool_)) or not isinstance(k, Integral)]
+    if bad:
+        raise TypeError(f"{name} must hold ints, got {bad[0]!r}")
+    out_of_range = [k for k in keys if not 0 <= int(k) < 2**64]
+    if out_of_range:
+        raise ZarrsampleError(f"{name} must be in [0, 2**64), got {out_of_range[0]!r}")
+    return np.array([int(k) for k in keys], dtype=np.uint64)
 
-    def sample(self, rng: np.random.Generator, attempts: int) -> np.ndarray:
-        """Resolve every cell in random priority order; the points in C cell order."""
-        size = math.prod(self.padded)
-        inner = (slice(_REACH, -_REACH),) * self.dim
-        self.points = np.full((size, self.dim), np.inf)
-        self.filled = np.zeros(size, bool)
-        priority = np.full(self.padded, -1, np.int64)
-        priority[inner] = rng.permutation(math.prod(self.shape)).reshape(self.shape)
-        # For each cell, how many cells within +-2 have a higher priority.
-        higher = np.zeros(self.padded, np.int16)
-        centre = priority[inner]
-        for offset in self.offsets:
-            view = tuple(slice(_REACH + o, p - _REACH + o) for o, p in zip(offset, self.padded))
-            higher[inner] += priority[view] > centre
-        priority, higher = priority.reshape(-1), higher.reshape(-1)
-        ready = np.flatnonzero((higher == 0) & (priority >= 0))
-        marks = np.zeros(size, bool)
-        while ready.size:  # about 50 rounds for a million cells
-            self._resolve(ready, rng, attempts)
-            targets = ready[:, None] + self.flat_offsets
-            lower = priority[targets]
-            targets = targets[(lower >= 0) & (lower < priority[ready][:, None])]
-            priority[ready] = -1
-            np.subtract.at(higher, targets, np.int16(1))
-            marks[targets[higher[targets] == 0]] = True
-            ready = np.flatnonzero(marks)
-            marks[ready] = False
-        out = self.points.reshape(*self.padded, self.dim)[inner].reshape(-1, self.dim)
-        return np.ascontiguousarray(out[self.filled.reshape(self.padded)[inner].reshape(-1)])
 
-    def _resolve(self, cells: np.ndarray, rng: np.random.Generator, attempts: int) -> None:
-        """Throw darts into ``cells`` (no two within +-2 of each other), keep at most one each."""
-        n, dim, r2 = cells.size, self.dim, self.r2
-        lo = (np.stack(np.unravel_index(cells, self.padded), -1) - _REACH) * self.side
-        width = np.minimum(self.side, self.extent - lo)
-        # Stored neighbours whose disk meets the cell: they prune sub-cells and darts.
-        around = cells[:, None] + self.flat_offsets
-        stored = np.flatnonzero(self.filled[around])
-        rows = stored // self.flat_offsets.size
-        found = self.points[around.reshape(-1)[stored]]
-        high = lo + width
-        nearest = np.clip(found, lo[rows], high[rows])
-        meets = _squared_distance(nearest, found) < r2
-        disks = _ragged(rows[meets], found[meets], n, dim)
-        # Sub-cells, grouped by cell: owner index and integer position at the cell's level.
-        owner = np.flatnonzero(~_box_covered(lo, high, disks, r2))
-        index = np.zeros((owner.size, dim), np.int64)
-        level = np.zeros(n, np.int64)
-        failures = np.zeros(n, np.int64)
-        darts = 1
-        while owner.size:  # at most `attempts` iterations, usually a handful
-            count = np.bincount(owner, minlength=n)
-            active = np.flatnonzero(count)
-            start = (np.cumsum(count) - count)[active]
-            pick = start[:, None] + rng.integers(0, count[active][:, None], size=(active.size, darts))
-            step = np.ldexp(width[active], -level[active][:, None])[:, None, :]
-            x = lo[active][:, None, :] + (index[pick] + rng.random((active.size, darts, dim))) * step
-            x = np.minimum(np.minimum(x, high[active][:, None, :]), self.below)
-            ok = (_squared_distance(x[:, :, None, :], disks[active][:, None, :, :]) >= r2).all(axis=2)
-            ok &= np.arange(darts) < (attempts - failures[active])[:, None]
-            hit = np.flatnonzero(ok.any(axis=1))
-            chosen = x[hit, ok[hit].argmax(axis=1)]  # the first passing dart
-            self.points[cells[active[hit]]] = chosen
-            self.filled[cells[active[hit]]] = True
-            failures[active] += darts
-            live = np.zeros(n, bool)
-            live[active] = True
-            live[active[hit]] = False
-            live &= failures < attempts
-            keep = live[owner]
-            owner, index = owner[keep], index[keep]
-            split = live & (level < self.max_level)
-            split &= np.bincount(owner, minlength=n) * len(self.children) <= _MAX_SUBCELLS
-            owner, index = self._refine(owner, index, split, lo, width, level, disks)
-            level[split] += 1
-            if split.any():
-                darts = min(2 * darts, _DARTS)
-            elif live.any():  # no cell refines any more: spend the remaining darts in bulk
-                darts = int(min((attempts - failures[live]).max(), _BULK_DARTS))
-
-    def _refine(
-        self,
-        owner: np.ndarray,
-        index: np.ndarray,
-        split: np.ndarray,
-        lo: np.ndarray,
-        width: np.ndarray,
-        level: np.ndarray,
-        disks: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Halve the sub-cells of the cells in ``split``; drop halves one disk covers."""
-        parents = np.flatnonzero(split[owner])
-        if not parents.size:
-            return owner, index
-        dim, kids = self.dim, len(self.children)
-        cell = owner[parents]
-        half = np.ldexp(width[cell], -(level[cell] + 1)[:, None])
-        base = 2 * index[parents]
-        # Squared farthest distance per axis from each disk centre to the low / high half.
-        q = disks[cell]
-        edge = [(q - (lo[cell] + (base + t) * half)[:, None, :]) ** 2 for t in range(3)]
-        halves = np.stack([np.maximum(edge[0], edge[1]), np.maximum(edge[1], edge[2])], -1)
-        acc = halves[:, :, 0, :]
-        for k in range(1, dim):  # same left-to-right sum as _squared_norm
-            acc = acc[..., None] + halves[:, :, k, :].reshape((len(cell), q.shape[1]) + (1,) * k + (2,))
-        free = ~(acc < self.r2).any(axis=1).reshape(len(cell), kids)
-        # Each parent row becomes its free children, in place, keeping rows grouped by cell.
-        rows_out = np.ones(owner.size, np.int64)
-        per_parent = free.sum(axis=1)
-        rows_out[parents] = per_parent
-        first = np.cumsum(rows_out) - rows_out
-        new_owner = np.repeat(owner, rows_out)
-        new_index = np.repeat(index, rows_out, axis=0)
-        parent, child = np.nonzero(free)
-        rank = np.arange(parent.size) - (np.cumsum(per_parent) - per_parent)[parent]
-        new_index[first[parents[parent]] + rank] = base[parent] + self.children[child]
-        return new_owner, new_index
+def _grid_shape(extent: np.ndarray, radius: float) -> tuple[int, ...]:
+    """Cells of side ``radius / sqrt(D)`` just covering ``[0, extent)``, each starting below it."""
+    dim = extent.size
+    side = radius / math.sqrt(dim)
+    ratio = [e / side for e in extent.tolist()]
+    total = math.prod(max(1.0, q) for q in ratio)
+    if not total <= _MAX_CELLS:
+        raise ZarrsampleError(
+            f"extent {tuple(extent.tolist())} with radius {radius} needs about {total:.3g} grid cells "
+            f"of side radius/sqrt({dim}); at most 2**32 are supported: use a larger radius or "
+            "split the extent"
+        )
+    cells = [max(1, math.ceil(q)) for q in ratio]
+    cells = [c + 1 if c * side < e else c for c, e in zip(cells, extent.tolist())]
+    cells = [c - 1 if c > 1 and (c - 1) * side >= e else c for c, e in zip(cells, extent.tolist())]
+    return tuple(cells)

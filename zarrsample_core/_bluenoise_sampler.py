@@ -8,7 +8,7 @@ from typing import TypedDict, Unpack, cast
 
 import numpy as np
 
-from ._bluenoise import poisson_disk_positions
+from ._bluenoise import poisson_disk_positions, poisson_disk_tiles, stream_keys
 from ._collection import ImageCollection
 from ._coverage import denominator, points_coverage, windows_coverage
 from ._errors import ZarrsampleError
@@ -66,8 +66,10 @@ class BlueNoisePatchSampler(PatchSampler):
 
     Planning is vectorised over tiles with one base pattern; with
     ``resample_positions=True`` one pattern is drawn per tile the mask
-    touches (a loop over tiles, each pattern seeded by its chunk id, so a
-    tile's positions do not depend on the others).
+    touches, all tiles at once (:func:`._bluenoise.poisson_disk_tiles`, in
+    blocks of bounded memory). A tile's pattern is keyed by ``(seed, draw,
+    chunk id)`` alone (:func:`._bluenoise.stream_keys`), so it does not
+    depend on which other tiles are planned, nor on the machine.
 
     Examples
     --------
@@ -116,19 +118,36 @@ class BlueNoisePatchSampler(PatchSampler):
     def _tile_shape(self, geo: Geometry) -> np.ndarray:
         return chunk_tile_shape(np.maximum(geo.chunks, geo.patch), geo.stride)
 
-    def _pattern(self, tile: np.ndarray, patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Integer top-left offsets in ``[0, tile - patch]`` per axis, ``(k, D)``."""
+    def _room(self, tile: np.ndarray, patch: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Top-left room per axis, the axes with room > 1, and the disk radius on them."""
         room = tile - patch + 1
         active = np.flatnonzero(room > 1)
+        side = float(patch[active].max()) if len(active) else 1.0
+        dims = sqrt(len(active))
+        return room, active, side + dims if self.allow_overlap else side * dims
+
+    def _pattern(self, tile: np.ndarray, patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Integer top-left offsets in ``[0, tile - patch]`` per axis, ``(k, D)``."""
+        room, active, radius = self._room(tile, patch)
         if len(active) == 0:
             return np.zeros((1, len(tile)), np.int64)
-        side = float(patch[active].max())
-        dims = sqrt(len(active))
-        radius = side + dims if self.allow_overlap else side * dims
         points = poisson_disk_positions(room[active].astype(float), radius, rng=rng)
         out = np.zeros((len(points), len(tile)), np.int64)
         out[:, active] = np.floor(points).astype(np.int64)
         return out
+
+    def _tile_patterns(
+        self, tile: np.ndarray, patch: np.ndarray, chunk_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A fresh pattern per chunk tile: offsets ``(k, D)`` and each offset's index in ``chunk_ids``."""
+        room, active, radius = self._room(tile, patch)
+        if len(active) == 0 or len(chunk_ids) == 0:
+            return np.zeros((len(chunk_ids), len(tile)), np.int64), np.arange(len(chunk_ids))
+        keys = stream_keys([self.seed, self._draw, 1], chunk_ids)
+        points, owner = poisson_disk_tiles(room[active].astype(float), radius, keys)
+        out = np.zeros((len(points), len(tile)), np.int64)
+        out[:, active] = np.floor(points).astype(np.int64)
+        return out, owner
 
     def compute_sampling_positions(self, force: bool = False) -> None:
         """Compute (or reuse) the base pattern of the last planned tile shape.
@@ -181,15 +200,9 @@ class BlueNoisePatchSampler(PatchSampler):
                 candidate_tiles = np.flatnonzero(touched.ravel())
         tile_starts = np.stack(np.unravel_index(candidate_tiles, tuple(tile_grid)), -1) * tile
         if self.resample_positions:
-            patterns = [
-                self._pattern(tile, geo.patch, np.random.default_rng(
-                    np.random.SeedSequence([self.seed, self._draw, 1, int(c)])))
-                for c in candidate_tiles
-            ]
-            sizes = np.array([len(p) for p in patterns], np.int64)
-            offsets = np.concatenate(patterns) if patterns else np.zeros((0, len(tile)), np.int64)
-            chunk_ids = np.repeat(candidate_tiles, sizes)
-            toplefts = np.repeat(tile_starts, sizes, axis=0) + offsets
+            offsets, owner = self._tile_patterns(tile, geo.patch, candidate_tiles)
+            chunk_ids = candidate_tiles[owner]
+            toplefts = tile_starts[owner] + offsets
         else:
             base = self._base_pattern(tile, geo.patch)
             chunk_ids = np.repeat(candidate_tiles, len(base))
