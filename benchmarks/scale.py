@@ -15,8 +15,13 @@ Sections (all by default, or ``--only NAME``):
 - ``reading``: patches/s reading round-robin over 1, 8, 64 open images
   through one PatchDataset, with open file handles and cache bytes.
 - ``memory``: bytes per patch of 2-D and 3-D plans.
+- ``plan-memory``: one planning run per fresh subprocess (65536^2 slide, 1/16
+  mask, patch = stride = 16 and 32): time and peak RSS against the plan's
+  size, best of a few runs. ``--case SIDE PATCH STRIDE`` runs one such case
+  in this process and prints its line.
 
-Usage: ``python benchmarks/scale.py [--full] [--only SECTION] [--slides N]``.
+Usage: ``python benchmarks/scale.py [--full] [--only SECTION] [--slides N]
+[--case SIDE PATCH STRIDE]``.
 """
 
 from __future__ import annotations
@@ -154,15 +159,70 @@ def growth_case(side: int, patch: int, stride: int, mask_path: str) -> None:
                             "masks": open_image(mask_path, axes="YX")}, spatial_axes="YX")
     rss_before = peak_mb()
     repeat = 3 if side * side // (stride * stride) < 20_000_000 else 1
-    seconds, plan = best_of(lambda: PatchSampler(patch, stride=stride, min_area=0.5,
-                                                 spatial_axes="YX").plan(coll), repeat=repeat)
+
+    def run():  # -> PatchPlan
+        return PatchSampler(patch, stride=stride, min_area=0.5, spatial_axes="YX").plan(coll)
+
+    t0 = time.perf_counter()
+    plan = run()
+    seconds = time.perf_counter() - t0
+    peak = peak_mb()  # of one planning run: the repeats below hold the previous plan
+    if repeat > 1:
+        del plan
+        again, plan = best_of(run, repeat=repeat - 1)
+        seconds = min(seconds, again)
     # Windows on mask-pixel boundaries (patch a multiple or divisor of the 16x
     # mask scale) take the block-sum path; others the dearer summed-area path.
     aligned = patch % MASK_DIVISOR == 0 or MASK_DIVISOR % patch == 0
     emit(section="growth", side=side, pixels=side * side, patch=patch, stride=stride, mask_aligned=aligned,
          grid_positions=((side - patch) // stride + 1) ** 2, patches=len(plan), seconds=round(seconds, 4),
          plan_mb=round(plan.nbytes / 2**20, 2), bytes_per_patch=plan.nbytes / max(1, len(plan)),
-         rss_before_plan_mb=round(rss_before, 1), peak_rss_mb=round(peak_mb(), 1))
+         rss_before_plan_mb=round(rss_before, 1), peak_rss_mb=round(peak, 1))
+
+
+def plan_case(side: int, patch: int, stride: int, mask_path: str) -> None:
+    """One planning run in this (fresh) process: its time, peak RSS and a digest of the plan."""
+    import hashlib
+
+    import zarr
+    from zarr.storage import MemoryStore
+
+    from zarrsample_core import ImageCollection, PatchSampler, open_image
+
+    image = zarr.create_array(store=MemoryStore(), shape=(3, side, side), chunks=(3, 1024, 1024), dtype="uint8")
+    coll = ImageCollection({"images": open_image(image, axes="CYX"),
+                            "masks": open_image(mask_path, axes="YX")}, spatial_axes="YX")
+    sampler = PatchSampler(patch, stride=stride, min_area=0.5, spatial_axes="YX", max_plan_bytes=None)
+    rss_before = peak_mb()
+    t0 = time.perf_counter()
+    plan = sampler.plan(coll)
+    seconds = time.perf_counter() - t0
+    peak = peak_mb()
+    digest = hashlib.sha256(plan.toplefts.tobytes() + plan.coverage.tobytes()).hexdigest()[:16]
+    plan_mb = plan.nbytes / 2**20
+    emit(section="plan-memory", side=side, patch=patch, stride=stride, patches=len(plan),
+         plan_mb=round(plan_mb, 1), seconds=round(seconds, 3), rss_before_plan_mb=round(rss_before, 1),
+         peak_rss_mb=round(peak, 1), planning_mb=round(peak - rss_before, 1),
+         planning_over_plan=round((peak - rss_before) / max(plan_mb, 1e-9), 2), digest=digest)
+
+
+def bench_plan_memory(root: Path, repeat: int = 3) -> None:
+    """Best of ``repeat`` fresh subprocesses per case, cases interleaved."""
+    mask = root / f"mask{SLIDE}.zarr"
+    write_mask(mask, SLIDE // MASK_DIVISOR)
+    runs: dict[int, list[dict]] = {16: [], 32: []}
+    for _ in range(repeat):
+        for patch, rows in runs.items():
+            out = subprocess.run(
+                [sys.executable, __file__, "--case", str(SLIDE), str(patch), str(patch), "--mask", str(mask)],
+                check=True, capture_output=True, text=True,
+            ).stdout.strip().splitlines()[-1]
+            rows.append(json.loads(out))
+    for rows in runs.values():
+        best = dict(min(rows, key=lambda r: r["peak_rss_mb"]))
+        best.update(seconds=min(r["seconds"] for r in rows), runs=len(rows),
+                    identical_runs=len({r["digest"] for r in rows}) == 1)
+        print(json.dumps(best), flush=True)
 
 
 def slope(x: list[float], y: list[float]) -> float:
@@ -276,10 +336,23 @@ def bench_memory() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="200 slides, sides to 262144, ~10^7 patches")
-    parser.add_argument("--only", choices=["executors", "growth", "reading", "memory"])
+    parser.add_argument("--only", choices=["executors", "growth", "reading", "memory", "plan-memory"])
     parser.add_argument("--slides", type=int, help="slides for the executors section (default 64, 200 with --full)")
     parser.add_argument("--growth-case", nargs=4, metavar=("SIDE", "PATCH", "STRIDE", "MASK"), help=argparse.SUPPRESS)
+    parser.add_argument("--case", nargs=3, type=int, metavar=("SIDE", "PATCH", "STRIDE"),
+                        help="plan one slide in this process and print its time and peak RSS")
+    parser.add_argument("--mask", help="the mask of --case (default: a 1/16 tissue mask, written to a temp dir)")
     args = parser.parse_args()
+    if args.case:
+        side, patch, stride = args.case
+        if args.mask:
+            plan_case(side, patch, stride, args.mask)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            mask = Path(tmp) / "mask.zarr"
+            write_mask(mask, side // MASK_DIVISOR)
+            plan_case(side, patch, stride, str(mask))
+        return
     if args.growth_case:
         side, patch, stride, mask = args.growth_case
         growth_case(int(side), int(patch), int(stride), mask)
@@ -294,6 +367,8 @@ def main() -> None:
             bench_growth(args.full, Path(tmp))
         if run("reading"):
             bench_reading(Path(tmp))
+        if run("plan-memory"):
+            bench_plan_memory(Path(tmp))
 
 
 if __name__ == "__main__":

@@ -59,8 +59,9 @@ def test_plan_matches_naive_reference(case):
     assert plan.coverage.tolist() == [float(r[2]) for r in expected]
     assert plan.toplefts.dtype == np.int64 and plan.toplefts.shape == (len(expected), len(shape))
 
-    # One-row strips and exact Python-int arithmetic give the same plan.
-    with mock.patch("zarrsample_core._coverage.STRIP_ELEMENTS", 1):
+    # One-row strips, one-tile-row blocks and exact Python-int arithmetic give the same plan.
+    with mock.patch("zarrsample_core._coverage.STRIP_ELEMENTS", 1), \
+            mock.patch("zarrsample_core._sampler.BLOCK_POSITIONS", 1):
         strips = PatchSampler(
             patch, stride=stride, pad=pad, min_area=min_area, spatial_axes=axes,
             allow_incomplete_patches=incomplete,
@@ -231,3 +232,40 @@ def test_bad_collection_and_chunk_arguments():
         sampler.plan({"images": None})
     with pytest.raises(TypeError, match="chunk_tlbr"):
         sampler.compute_patches(one_collection(), [slice(0, 8)])
+
+
+@pytest.mark.parametrize("chunks", [(64, 64), (2048, 2048)])  # many tiles across, one tile
+def test_planning_memory_is_the_plan_plus_a_bounded_working_set(chunks):
+    import tracemalloc
+
+    # 1024 x 1024 grid positions, all kept: a 24 MiB plan.
+    rng = np.random.default_rng(0)
+    coll = one_collection((2048, 2048), chunks, rng.random((128, 128)) < 0.5)
+    sampler = PatchSampler(2, min_area=0, spatial_axes="YX", max_plan_bytes=None)
+    with mock.patch("zarrsample_core._coverage.STRIP_ELEMENTS", 1 << 16), \
+            mock.patch("zarrsample_core._sampler.BLOCK_POSITIONS", 1 << 14):
+        tracemalloc.start()
+        try:
+            plan = sampler.plan(coll)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert len(plan) == 1024 * 1024 and plan.nbytes == 24 * 2**20
+    # The plan, compact pass-1 pieces (6 bytes per patch) and small blocks:
+    # no grid-sized int64 arrays, no sort permutation.
+    assert peak < 1.4 * plan.nbytes, peak / plan.nbytes
+    # Chunk-major order: a 64-pixel tile holds 32 positions per row.
+    assert plan.toplefts[32].tolist() == ([2, 0] if chunks[0] == 64 else [0, 64])
+
+
+def test_plan_arrays_hold_only_the_patches_found():
+    # Planning writes into arrays sized for every grid position, then cuts them
+    # in place: the plan must not keep the grid-sized buffers alive.
+    mask = np.zeros((16, 16), bool)
+    mask[3, 5] = mask[12, 0] = True
+    plan = PatchSampler(4, min_area=1, spatial_axes="YX").plan(one_collection((256, 256), (64, 64), mask))
+    assert len(plan) == 2 * 16
+    for array in (plan.toplefts, plan.coverage):
+        owner = array if array.base is None else array.base
+        assert owner.nbytes == array.nbytes
+    assert plan.toplefts[0].tolist() == [48, 80] and plan.toplefts[-1].tolist() == [204, 12]

@@ -17,8 +17,9 @@ bounded by the strip, whatever the mask size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
+from itertools import pairwise
 from math import gcd, prod
 
 import numpy as np
@@ -26,6 +27,7 @@ import numpy as np
 __all__ = [
     "AxisScale",
     "axis_scales",
+    "coverage_blocks",
     "points_coverage",
     "threshold_numerator",
     "windows_coverage",
@@ -103,7 +105,9 @@ def _reduce_axis(
         index[axis] = slice(int(qa[0]), int(qb[-1]))
         blocks = x[tuple(index)]
         blocks = blocks.reshape(x.shape[:axis] + (len(qa), int(span[0])) + x.shape[axis + 1 :])
-        return n_red * blocks.sum(axis=axis + 1, dtype=seg_dtype).astype(dtype)
+        sums = blocks.sum(axis=axis + 1, dtype=seg_dtype).astype(dtype)
+        sums *= n_red
+        return sums
     # The prefix sum S is needed only at the rows the windows start or stop
     # at: sum the segments between those rows (one pass, no full cumsum).
     points = np.unique(np.concatenate([[0], qa, qb]))
@@ -114,16 +118,21 @@ def _reduce_axis(
     body = [slice(None)] * x.ndim
     body[axis] = slice(1, None)
     np.cumsum(segments, axis=axis, dtype=dtype, out=prefix[tuple(body)])
+    del segments
     bcast = [1] * x.ndim
     bcast[axis] = -1
 
     def integral(q: np.ndarray, r: np.ndarray) -> np.ndarray:
-        # r == 0 whenever q == length, so the clipped index is never weighted.
-        edge = np.take(x, np.minimum(q, length - 1), axis=axis).astype(dtype, copy=False)
+        # In place where possible: a few output-sized temporaries at most.
         at = np.take(prefix, np.searchsorted(points, q), axis=axis)
-        return n_red * at + r.reshape(bcast).astype(dtype) * edge
+        at *= n_red
+        # r == 0 whenever q == length, so the clipped index is never weighted.
+        at += np.take(x, np.minimum(q, length - 1), axis=axis) * r.reshape(bcast).astype(dtype)
+        return at
 
-    return integral(qb, rb) - integral(qa, ra)
+    out = integral(qb, rb)
+    out -= integral(qa, ra)
+    return out
 
 
 def windows_coverage(
@@ -156,33 +165,99 @@ def windows_coverage(
     -----
     Time is linear in the mask pixels read plus the output size; memory is
     one strip of about ``STRIP_ELEMENTS`` mask pixels plus the output.
+    :func:`coverage_blocks` gives the same numerators a block of rows at a
+    time, without holding the whole output.
+    """
+    counts = tuple(len(w[0]) for w in windows)
+    out: np.ndarray = np.zeros(counts, dtype=_numerator_dtype(scales))
+    if 0 in counts:
+        return out
+    bounds = _strip_bounds(_mask_rows(scales[0], windows[0])[0], _rows_per_strip(scales, counts))
+    for a, b, block in zip(bounds[:-1], bounds[1:], coverage_blocks(read_block, scales, windows, bounds)):
+        out[a:b] = block
+    return out
+
+
+def coverage_blocks(
+    read_block: BlockReader,
+    scales: Sequence[AxisScale],
+    windows: Sequence[tuple[np.ndarray, np.ndarray]],
+    bounds: Sequence[int],
+) -> Iterator[np.ndarray]:
+    """The numerators of :func:`windows_coverage`, one block of first-axis windows at a time.
+
+    Parameters
+    ----------
+    read_block, scales, windows
+        As for :func:`windows_coverage`.
+    bounds : sequence of int
+        Non-decreasing window indices along the first axis, from 0 to
+        ``len(windows[0][0])``: block ``i`` holds windows
+        ``bounds[i]:bounds[i + 1]``.
+
+    Yields
+    ------
+    ndarray
+        ``windows_coverage(...)[bounds[i]:bounds[i + 1]]``, same dtype, one
+        block per consecutive pair of ``bounds``.
+
+    Notes
+    -----
+    The mask is read in strips of about ``STRIP_ELEMENTS`` pixels, each
+    reduced along the other axes once (to about ``STRIP_ELEMENTS / 16``
+    partial sums) and shared by every block it holds; a block that crosses
+    a strip's end starts a new strip. Memory is one strip plus one block.
     """
     dtype = _numerator_dtype(scales)
     counts = tuple(len(w[0]) for w in windows)
-    out: np.ndarray = np.zeros(counts, dtype=dtype)
-    if 0 in counts:
-        return out
     first = scales[0]
-    starts0 = np.clip(windows[0][0], 0, first.n) * first.m_reduced
-    stops0 = np.clip(windows[0][1], 0, first.n) * first.m_reduced
-    # Mask rows [row_lo, row_hi) hold every footprint that meets each window.
-    row_lo = starts0 // first.n_reduced
-    row_hi = np.minimum(-(-stops0 // first.n_reduced), first.m)
-    row_elems = max(1, prod(s.m for s in scales[1:]))
-    rows_per_strip = max(1, STRIP_ELEMENTS // row_elems)
-    group = row_lo // rows_per_strip
-    bounds = np.flatnonzero(np.diff(group)) + 1
-    for sel in np.split(np.arange(counts[0]), bounds):
-        lo = min(int(row_lo[sel].min()), first.m - 1)
-        hi = max(int(row_hi[sel].max()), lo + 1)
-        block = np.asarray(read_block(lo, hi))
-        if block.dtype != bool:
-            block = block != 0
-        x: np.ndarray = block
-        for axis in range(len(scales) - 1, 0, -1):
-            x = _reduce_axis(x, axis, 0, windows[axis][0], windows[axis][1], scales[axis], dtype)
-        out[sel] = _reduce_axis(x, 0, lo, windows[0][0][sel], windows[0][1][sel], first, dtype)
-    return out
+    row_lo, row_hi = _mask_rows(first, windows[0])
+    rows_per_strip = _rows_per_strip(scales, counts)
+    strip_lo = strip_hi = 0
+    x: np.ndarray | None = None
+    for a, b in pairwise(bounds):
+        a, b = int(a), int(b)
+        if a == b or 0 in counts:
+            yield np.zeros((b - a,) + counts[1:], dtype=dtype)
+            continue
+        lo = min(int(row_lo[a:b].min()), first.m - 1)
+        hi = max(int(row_hi[a:b].max()), lo + 1)
+        if x is None or lo < strip_lo or hi > strip_hi:
+            # The strip serves every window starting within rows_per_strip of lo.
+            end = int(np.searchsorted(row_lo, lo + rows_per_strip, side="left"))
+            strip_lo = lo
+            strip_hi = min(first.m, max(hi, int(row_hi[a:max(end, b)].max())))
+            x = None  # free the previous strip before reading the next
+            x = np.asarray(read_block(strip_lo, strip_hi))
+            if x.dtype != bool:
+                x = x != 0
+            for axis in range(len(scales) - 1, 0, -1):
+                x = _reduce_axis(x, axis, 0, windows[axis][0], windows[axis][1], scales[axis], dtype)
+        part = x[lo - strip_lo : hi - strip_lo]
+        yield _reduce_axis(part, 0, lo, windows[0][0][a:b], windows[0][1][a:b], first, dtype)
+
+
+def _mask_rows(first: AxisScale, window: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mask rows ``[row_lo, row_hi)`` holding every footprint that meets each first-axis window."""
+    starts = np.clip(window[0], 0, first.n) * first.m_reduced
+    stops = np.clip(window[1], 0, first.n) * first.m_reduced
+    return starts // first.n_reduced, np.minimum(-(-stops // first.n_reduced), first.m)
+
+
+def _rows_per_strip(scales: Sequence[AxisScale], counts: Sequence[int]) -> int:
+    """Mask rows read at once: about STRIP_ELEMENTS mask pixels, a sixteenth as many partial sums."""
+    mask_row = max(1, prod(s.m for s in scales[1:]))
+    sums_row = max(1, prod(counts[1:]))
+    return max(1, min(STRIP_ELEMENTS // mask_row, STRIP_ELEMENTS // (16 * sums_row)))
+
+
+def _strip_bounds(row_lo: np.ndarray, rows_per_strip: int) -> list[int]:
+    """Window indices splitting the first axis into strips of ``rows_per_strip`` mask rows."""
+    bounds = [0]
+    while bounds[-1] < len(row_lo):
+        lo = int(row_lo[bounds[-1]])
+        bounds.append(max(bounds[-1] + 1, int(np.searchsorted(row_lo, lo + rows_per_strip, side="left"))))
+    return bounds
 
 
 def points_coverage(

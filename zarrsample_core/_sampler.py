@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from math import isfinite
 from numbers import Real
 from typing import cast
@@ -18,16 +19,25 @@ from ._coverage import (
     AxisScale,
     BlockReader,
     axis_scales,
+    coverage_blocks,
     denominator,
     threshold_numerator,
-    windows_coverage,
 )
 from ._errors import ZarrsampleError
-from ._grid import chunk_tile_shape, grid_counts, grid_windows
+from ._grid import (
+    chunk_major_positions,
+    chunk_tile_shape,
+    grid_counts,
+    grid_windows,
+    tile_row_bounds,
+)
 from ._plan import PatchPlan
 from ._validate import check_max_bytes, check_plan_budget
 
 __all__ = ["Geometry", "PatchSampler"]
+
+#: Grid positions planned at once, in whole chunk-tile rows (bounds the working memory).
+BLOCK_POSITIONS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,12 @@ class PatchSampler:
 
     Notes
     -----
-    Planning costs one pass over the mask pixels plus the grid, in strips of
-    bounded memory; see :func:`zarrsample_core._coverage.windows_coverage`.
+    Planning costs one pass over the mask pixels plus the grid, block by
+    block of whole chunk-tile rows (about ``BLOCK_POSITIONS`` grid positions
+    each), with the mask read in strips of bounded size (see
+    :func:`zarrsample_core._coverage.coverage_blocks`). Each block's patches
+    come out in chunk-tile order (no sort) and go straight into the plan's
+    arrays, so the peak memory is the plan plus one block's working set.
 
     Examples
     --------
@@ -201,6 +215,14 @@ class PatchSampler:
             Planning would allocate more than ``max_plan_bytes`` (estimated
             from the grid size before anything is allocated, see
             :func:`._validate.plan_bytes`).
+
+        Notes
+        -----
+        Time is linear in the mask pixels read plus the grid positions.
+        Memory: the plan's arrays are reserved for every grid position, but
+        only the pages holding samplable patches are ever written (they are
+        cut to size in place at the end); besides them, one block of about
+        ``BLOCK_POSITIONS`` positions and one mask strip are alive at a time.
         """
         key = self._cache_key()
         cached = self._cache
@@ -223,21 +245,31 @@ class PatchSampler:
     def _plan(self, collection: ImageCollection, geo: Geometry) -> PatchPlan:
         counts = grid_counts(geo.shape, geo.patch, geo.stride, incomplete=self.allow_incomplete_patches)
         windows = [grid_windows(int(c), int(p), int(s)) for c, p, s in zip(counts, geo.patch, geo.stride)]
+        tile = self._tile_shape(geo)
+        per_tile = (tile // geo.stride).tolist()
+        if all(c <= p for c, p in zip(counts[1:].tolist(), per_tile[1:])):
+            per_tile[0] = 1  # one tile across: chunk-major is C order, blocks may split tile rows
+        bounds = tile_row_bounds(counts.tolist(), per_tile, max_positions=BLOCK_POSITIONS)
         if collection.mask is None:
-            numer = None
-            keep = np.ones(tuple(counts), dtype=bool)
+            rest = tuple(counts[1:].tolist())
+            lengths = [np.minimum(stop, n) - start for (start, stop), n in zip(windows, geo.shape)]
+            blocks: Iterator[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]] = (
+                (chunk_major_positions(np.ones((b - a,) + rest, dtype=bool), per_tile),
+                 lambda grid: np.prod([length[grid[:, k]] for k, length in enumerate(lengths)], axis=0))
+                for a, b in pairwise(bounds)
+            )
         else:
             reader, scales, threshold = self._mask_inputs(collection, geo)
-            numer = windows_coverage(reader, scales, windows)
-            keep = numer >= threshold
-        tile = self._tile_shape(geo)
-        grid_idx, _ = _chunk_major_nonzero(keep, tile // geo.stride, geo.shape, tile)
-        if numer is None:
-            lengths = [np.minimum(stop, n) - start for (start, stop), n in zip(windows, geo.shape)]
-            cover = np.prod([lengths[k][grid_idx[:, k]] for k in range(len(lengths))], axis=0)
-        else:
-            cover = numer[tuple(grid_idx.T)] / denominator(scales)
-        return self._make_plan(geo, tile, grid_idx * geo.stride, cover)
+            denom = denominator(scales)
+
+            def masked(numer: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+                idx = chunk_major_positions(numer >= threshold, per_tile)
+                kept = numer[tuple(idx.T)]
+                return idx, lambda _: kept / denom
+
+            blocks = (masked(numer) for numer in coverage_blocks(reader, scales, windows, bounds))
+        toplefts, cover = _fill(blocks, bounds, geo.stride, int(np.prod(counts)))
+        return self._make_plan(geo, tile, toplefts, cover)
 
     def _make_plan(
         self,
@@ -308,23 +340,34 @@ def _exact_tile(plan: PatchPlan, box: Mapping[str, slice]) -> int | None:
     return int(np.ravel_multi_index(idx, plan.tile_grid))
 
 
-def _chunk_major_nonzero(
-    keep: np.ndarray, per_tile: np.ndarray, shape: np.ndarray, tile: np.ndarray
+def _fill(
+    blocks: Iterator[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]],
+    bounds: list[int],
+    stride: np.ndarray,
+    capacity: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Grid indices of ``keep`` in chunk-major order, and their chunk ids.
+    """Top-lefts ``(n, D)`` int64 and coverage ``(n,)`` float64, block after block.
 
-    Pads the grid to whole tiles, views it as ``(t0, g0, t1, g1, ...)`` and
-    reads it as ``(t0, t1, ..., g0, g1, ...)``: no sort needed.
+    ``blocks`` yields, per block of grid rows ``bounds[i]:bounds[i + 1]``, the
+    kept block-local grid indices in chunk-major order and a function giving
+    their coverage from their grid indices. The arrays are allocated for
+    ``capacity`` patches (every grid position) but only the pages written are
+    ever resident; they are cut to the patches found in place at the end.
     """
-    d = keep.ndim
-    tiles = -(-np.asarray(keep.shape) // per_tile)
-    padded = np.zeros(tuple((tiles * per_tile).tolist()), dtype=bool)
-    padded[tuple(slice(0, c) for c in keep.shape)] = keep
-    blocks = padded.reshape([v for pair in zip(tiles, per_tile) for v in pair])
-    blocks = blocks.transpose(list(range(0, 2 * d, 2)) + list(range(1, 2 * d, 2)))
-    hit = np.nonzero(blocks)
-    tile_idx = np.stack(hit[:d], axis=-1)
-    grid_idx = tile_idx * per_tile + np.stack(hit[d:], axis=-1)
-    tile_grid = tuple((-(-shape // tile)).tolist())
-    chunk_ids = np.ravel_multi_index(tuple(tile_idx.T), tile_grid) if len(tile_idx) else np.zeros(0, np.int64)
-    return grid_idx.astype(np.int64).reshape(-1, d), np.asarray(chunk_ids, np.int64)
+    toplefts = np.empty((capacity, len(stride)), dtype=np.int64)
+    cover = np.empty(capacity, dtype=np.float64)
+    at = 0
+    for a, (idx, coverage) in zip(bounds, blocks):
+        grid = toplefts[at : at + len(idx)]
+        grid[:] = idx
+        grid[:, 0] += a
+        cover[at : at + len(idx)] = coverage(grid)
+        grid *= stride
+        at += len(idx)
+        del grid, idx, coverage
+    try:  # in place: the unused tail was never touched, so it was never resident
+        toplefts.resize((at, len(stride)))
+        cover.resize(at)
+    except ValueError:  # something else holds a reference (a debugger): copy instead
+        return toplefts[:at].copy(), cover[:at].copy()
+    return toplefts, cover
