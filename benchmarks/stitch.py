@@ -19,8 +19,10 @@ Cases (each in a fresh subprocess so that its peak RSS is its own):
 
 Prints one JSON line per (case, size): wall time of adds + finalize, output
 MB/s, peak RSS, the stitcher's counters and the largest error against the
-function on a sparse sample of pixels. Peak RSS should stay roughly flat as
-the output grows. Usage: ``python benchmarks/stitch.py [--sizes 4096 8192 16384]``.
+function on a sparse sample of pixels. In plan order the pending
+accumulators grow by one row of output chunks with the width (see the
+Stitcher's Notes) until ``--max-mb``, beyond which they spill. Usage:
+``python benchmarks/stitch.py [--sizes 4096 8192 16384] [--write-threads 1] [--max-mb 256]``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def model(positions: np.ndarray) -> np.ndarray:
     return (np.sin(y / 97)[:, :, None] + np.cos(x / 131)[:, None, :]).astype(np.float32)
 
 
-def run_case(size: int, case: str, max_mb: int) -> None:
+def run_case(size: int, case: str, max_mb: int, write_threads: int) -> None:
     import zarr
     from zarr.storage import MemoryStore
 
@@ -76,7 +78,7 @@ def run_case(size: int, case: str, max_mb: int) -> None:
         t0 = time.perf_counter()
         stitcher = Stitcher(
             path, shape=(size, size), positions=positions if case == "plan" else None,
-            max_bytes=max_mb * 2**20,
+            max_bytes=max_mb * 2**20, write_threads=write_threads,
         )
         for i in range(0, len(positions), BATCH):
             stitcher.add(model(positions[i : i + BATCH]), positions[i : i + BATCH])
@@ -89,7 +91,7 @@ def run_case(size: int, case: str, max_mb: int) -> None:
     emit(
         case=case, size=size, patches=len(positions), seconds=round(seconds, 2),
         mb_per_s=round(size * size * 4 / seconds / 2**20, 1), peak_rss_mb=round(peak_rss_mb(), 1),
-        max_mb=max_mb, chunks_written=stats["chunks_written"],
+        max_mb=max_mb, write_threads=write_threads, chunks_written=stats["chunks_written"],
         peak_accumulator_mb=round(stats["peak_bytes"] / 2**20, 1), spills=stats["spills"],
         max_abs_error=error,
     )
@@ -101,15 +103,17 @@ def main() -> None:
     parser.add_argument("--no-plan-sizes", type=int, nargs="*", default=[SIZES[0]],
                         help="sizes also run without positions (spilling)")
     parser.add_argument("--max-mb", type=int, default=256, help="the stitcher's max_bytes, MB")
+    parser.add_argument("--write-threads", type=int, default=1, help="the stitcher's write_threads")
     parser.add_argument("--case", nargs=2, metavar=("SIZE", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        run_case(int(args.case[0]), args.case[1], args.max_mb)
+        run_case(int(args.case[0]), args.case[1], args.max_mb, args.write_threads)
         return
     runs = [(size, case) for size in args.sizes for case in ("write-limit", "plan")]
     runs += [(size, "no-plan") for size in args.no_plan_sizes]
     for size, case in runs:
-        command = [sys.executable, __file__, "--case", str(size), case, "--max-mb", str(args.max_mb)]
+        command = [sys.executable, __file__, "--case", str(size), case, "--max-mb", str(args.max_mb),
+                   "--write-threads", str(args.write_threads)]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         print(json.dumps(json.loads(out.strip().splitlines()[-1])), flush=True)
 

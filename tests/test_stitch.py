@@ -388,6 +388,28 @@ def test_positions_write_chunks_early_and_bound_memory(tmp_path):
     np.testing.assert_array_equal(s.finalize()[...], image)
 
 
+@pytest.mark.parametrize("height, width", [(256, 128), (256, 512), (256, 1024)])
+def test_plan_order_keeps_one_row_of_chunks_pending_as_documented(height, width):
+    # tiles of 70 x 70 (chunks of 64 rounded up to the stride 14), windows reach o = 2 past them
+    stored = zarr.create_array(store=MemoryStore(), shape=(height, width), chunks=(64, 64), dtype="uint8")
+    coll = ImageCollection({"images": open_image(stored, axes="YX")}, spatial_axes="YX")
+    plan = PatchSampler(16, stride=14, allow_incomplete_patches=True, spatial_axes="YX").plan(coll)
+    positions = np.stack([plan.toplefts, plan.toplefts + 16], axis=-1)
+    chunk_bytes = 16 * 16 * 16
+    expected = (math.ceil(width / 16) + math.ceil((70 + 2) / 16)) * chunk_bytes   # the Notes' formula
+    for max_bytes in (2**30, 10 * chunk_bytes):
+        out = zarr.create_array(store=MemoryStore(), shape=(height, width), chunks=(16, 16), dtype="float32")
+        s = Stitcher(out, shape=(height, width), positions=positions, max_bytes=max_bytes)
+        for i in range(0, len(positions), 7):
+            s.add(np.ones((len(positions[i : i + 7]), 16, 16)), positions[i : i + 7])
+        stats = s.stats()
+        np.testing.assert_array_equal(s.finalize()[...], 1.0)
+        if max_bytes > expected:
+            assert stats["peak_bytes"] == expected and stats["spills"] == 0
+        else:   # the waiting row spills: memory bounded for any width
+            assert stats["peak_bytes"] <= max_bytes + chunk_bytes and stats["spills"] > 0
+
+
 def test_a_window_missing_from_positions_raises():
     positions = grid_windows((16, 16), (8, 8), (8, 8), (0, 0))
     s = Stitcher(np.zeros((16, 16)), shape=(16, 16), positions=positions[:3])

@@ -15,11 +15,9 @@ from ._errors import ZarrsampleError
 from ._stitch_blocks import (
     Block,
     SpillStore,
-    cast_output,
     create_output,
     default_chunks,
     expected_counts,
-    normalise,
     patch_weights,
     resolve_output,
     touched_blocks,
@@ -37,6 +35,7 @@ from ._stitch_checks import (
     crop_per_axis,
     int_tuple,
 )
+from ._stitch_writer import BlockWriter
 
 __all__ = ["Stitcher"]
 
@@ -82,6 +81,9 @@ class Stitcher:
     max_bytes : int
         Budget of the in-memory accumulators; least recently used ones
         beyond it are spilled to a temporary directory and merged later.
+    write_threads : int
+        Background threads that store finished chunks of a zarr output
+        (0: in the calling thread); see Notes.
 
     Raises
     ------
@@ -98,15 +100,28 @@ class Stitcher:
     Output pixels no patch covered are 0. The result does not depend on the
     order patches arrive in (up to float rounding).
 
-    Memory: each touched output chunk costs 8 bytes per element plus 8 per
-    spatial pixel (float64 accumulators), and at most ``max_bytes`` of them
-    stay in memory; ``positions`` also costs 16 bytes per output chunk.
+    Memory: each touched output chunk costs ``b = 8 * (L + 1) * P`` bytes
+    (float64 sums and weights, ``L`` leading elements per pixel, ``P``
+    pixels per chunk); at most ``max_bytes`` of them stay in memory, the
+    least recently used beyond it spill to disk. ``positions`` costs 16
+    bytes per output chunk. In plan order (tile after tile, C order) about
+    ``(ceil(W / c) + ceil((t + o) / h)) * b`` bytes stay pending in 2-D:
+    ``W`` the output width, ``c`` x ``h`` the chunk width and height, ``t``
+    the tile height, ``o`` how far windows reach past their tile. Chunks on
+    a tile-row boundary get patches from both tile rows and must wait for
+    the next one, so a row of them (in n-D a slab across every axis but the
+    first) is inherent to that order; ``max_bytes`` bounds it by spilling.
+
     Work: one vectorised update per (patch, output chunk touched). Without
-    ``positions`` every chunk is written in :meth:`finalize`, reading back
-    spilled accumulators one at a time. A patch added after its chunks were
+    ``positions`` every chunk is written in :meth:`finalize`. Finished
+    chunks are normalised at once and stored in batches of up to 8 (zarr
+    encodes and writes them concurrently), in ``write_threads`` threads
+    while patches keep arriving; at most ``write_threads + 2`` batches wait.
+    :meth:`finalize` waits for every write and raises the first write error
+    (so does the next :meth:`add`). A patch added after its chunks were
     written (one not listed in ``positions``) raises ``ZarrsampleError``.
-    A ``with`` block finalizes on a normal exit and only cleans up after an
-    exception.
+    A ``with`` block finalizes on a normal exit and only cleans up (threads,
+    temporary files) after an exception.
 
     Examples
     --------
@@ -126,20 +141,9 @@ class Stitcher:
     blend: str
     sigma: float
     max_bytes: int
+    write_threads: int
     leading: tuple[int, ...]
     spatial: np.ndarray
-    _path: str | None
-    _array: Any
-    _chunks: tuple[int, ...] | None
-    _axes: str | None
-    _ome: bool
-    _positions: np.ndarray | None
-    _lock: threading.Lock
-    _memory: OrderedDict[int, Block]
-    _spill: SpillStore
-    _counts: dict[str, int]
-    _closed: bool
-    _finalized: bool
 
     def __init__(
         self,
@@ -155,6 +159,7 @@ class Stitcher:
         axes: str | None = None,
         positions: Any = None,
         max_bytes: int = 256 * 2**20,
+        write_threads: int = 1,
     ) -> None:
         self.shape = int_tuple(shape, "shape", 1)
         if not self.shape:
@@ -163,6 +168,7 @@ class Stitcher:
         self.sigma = check_sigma(sigma)
         self._crop: int | tuple[int, ...] = check_crop(crop)
         self.max_bytes = check_int(max_bytes, "max_bytes")
+        self.write_threads = check_int(write_threads, "write_threads")
         ome = check_bool(ome, "ome")
         self._path, self._array, self._chunks, self.dtype, self._axes = resolve_output(
             out, shape=self.shape, chunks=chunks, dtype=dtype, ome=ome, axes=axes
@@ -174,6 +180,7 @@ class Stitcher:
         self._lock = threading.Lock()
         self._memory: OrderedDict[int, Block] = OrderedDict()
         self._spill = SpillStore()
+        self._writer = BlockWriter(None, blend=self.blend, dtype=self.dtype, threads=0)  # see _setup
         self._counts = {"patches": 0, "chunks_written": 0, "pending_bytes": 0, "peak_bytes": 0}
         self._ndim: int | None = None
         self._closed = self._finalized = False
@@ -207,12 +214,11 @@ class Stitcher:
         self._create(d)
         self._ndim, self._crop_d = d, np.asarray(crop, np.int64)
         self.leading, self.spatial = self.shape[: len(self.shape) - d], np.asarray(self.shape[-d:], np.int64)
-        if isinstance(self._array, np.ndarray):
-            block = self.spatial
-        else:
-            grid_chunks = getattr(self._array, "shards", None) or self._array.chunks
-            block = np.asarray(grid_chunks[-d:], np.int64)
-        self._block = block
+        numpy_out = isinstance(self._array, np.ndarray)  # one block, stored in the calling thread
+        grid_chunks = None if numpy_out else getattr(self._array, "shards", None) or self._array.chunks
+        self._block = block = self.spatial if grid_chunks is None else np.asarray(grid_chunks[-d:], np.int64)
+        self._writer = BlockWriter(self._array, blend=self.blend, dtype=self.dtype,
+                                   threads=0 if numpy_out else self.write_threads)
         self._grid = tuple(int(g) for g in -(-self.spatial // block))
         self._written = np.zeros(self._grid, bool)
         self._expected: np.ndarray | None = None
@@ -255,6 +261,7 @@ class Stitcher:
         with self._lock:
             self._check_open()
             self._setup(pos.shape[1])
+            self._writer.check()
             if len(pos) == 0:
                 if data.shape[:1] != (0,):
                     raise ZarrsampleError(f"patch must have shape (0, ...) for an empty batch, got {data.shape}")
@@ -309,18 +316,11 @@ class Stitcher:
         block = self._memory.pop(key, None)
         if block is not None:
             self._counts["pending_bytes"] -= block.nbytes
-        spilled = self._spill.pop(key)
+        block = self._spill.pop(key, into=block, blend=self.blend)
         start, stop = self._block_bounds(key)
-        if block is None:
-            block = spilled
-        elif spilled is not None:
-            block.merge(spilled, self.blend)
-        if block is None:
-            values = np.zeros(self.leading + tuple((stop - start).tolist()), self.dtype)
-        else:
-            values = cast_output(normalise(block, self.blend), self.dtype)
         lead = (slice(None),) * len(self.leading)
-        self._array[lead + tuple(slice(a, b) for a, b in zip(start.tolist(), stop.tolist()))] = values
+        self._writer.submit(lead + tuple(slice(a, b) for a, b in zip(start.tolist(), stop.tolist())),
+                            block, self.leading + tuple((stop - start).tolist()))
         self._written.reshape(-1)[key] = True
         self._counts["chunks_written"] += 1
 
@@ -340,7 +340,12 @@ class Stitcher:
         Chunks still pending (and spilled ones, read back one at a time)
         are normalised and written; the temporary directory is removed.
         Chunks of a given array (numpy or zarr) that no patch touched are
-        set to 0.
+        set to 0. Returns once every background write is done.
+
+        Raises
+        ------
+        Exception
+            The first error of a chunk write (e.g. ``OSError``), as raised.
         """
         with self._lock:
             if self._finalized:
@@ -353,6 +358,8 @@ class Stitcher:
             if self._path is None:
                 for key in np.flatnonzero(~self._written.reshape(-1)).tolist():
                     self._write(key)
+            self._writer.wait()
+            self._writer.close()
             self._spill.close()
             self._finalized = True
             return self._array
@@ -360,6 +367,7 @@ class Stitcher:
     def close(self) -> None:
         """Remove temporary files and drop pending accumulators (without writing them)."""
         with self._lock:
+            self._writer.close()
             self._memory.clear()
             self._counts["pending_bytes"] = 0
             self._spill.close()

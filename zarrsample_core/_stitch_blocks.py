@@ -175,24 +175,28 @@ class SpillStore:
         """Store ``block`` for ``key``, merged with what is already stored for it."""
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="zarrsample-stitch-")
-        old = self.pop(key)
-        if old is not None:
-            block.merge(old, blend)
+        self.pop(key, into=block, blend=blend)  # merged into block
         values, weight = self._files(key)
         np.save(values, block.values)
         np.save(weight, block.weight)
         self._keys.add(key)
         self.spills += 1
 
-    def pop(self, key: int) -> Block | None:
-        """The stored accumulator of ``key`` (removed from disk), or None."""
+    def pop(self, key: int, *, into: Block | None = None, blend: str = "mean") -> Block | None:
+        """The stored accumulator of ``key`` (removed from disk) merged into ``into``.
+
+        ``into`` itself when nothing is stored for ``key`` (None if both are).
+        """
         if key not in self._keys:
-            return None
+            return into
         self._keys.discard(key)
         values, weight = self._files(key)
         block = Block(np.load(values), np.load(weight))
         values.unlink()
         weight.unlink()
+        if into is not None:
+            into.merge(block, blend)
+            return into
         return block
 
     def close(self) -> None:
