@@ -7,6 +7,7 @@ import functools
 import http.server
 import os
 import socket
+import stat
 import threading
 
 import numpy as np
@@ -143,3 +144,28 @@ def pytest_collection_modifyitems(session, config, items):
     (the default start method of torch's DataLoader workers) may deadlock.
     """
     items.sort(key=lambda item: 0 if item.path.name in FORKING_TESTS else 1)
+
+
+def tree_snapshot(root):
+    """Every path under root (root included) with mtime, size and mode."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for entry in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
+            info = os.stat(entry)
+            out[os.path.relpath(entry, root)] = (info.st_mtime_ns, info.st_size, info.st_mode)
+    return out
+
+
+@contextlib.contextmanager
+def read_only_tree(root):
+    """Remove write permission from ``root`` and everything under it; restored on exit."""
+    modes = {}
+    for dirpath, _, filenames in os.walk(root):
+        for p in [dirpath] + [os.path.join(dirpath, f) for f in filenames]:
+            modes[p] = os.stat(p).st_mode
+            os.chmod(p, modes[p] & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        yield
+    finally:
+        for p, mode in modes.items():
+            os.chmod(p, mode)

@@ -6,18 +6,23 @@ import logging
 import os
 import re
 import shutil
-import stat
 import threading
 import time
 
 import numpy as np
 import pytest
 import zarr
-from conftest import flaky_server
+from conftest import flaky_server, read_only_tree, tree_snapshot
 
 from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
 from zarrsample_core._errors import ZarrsampleError
-from zarrsample_core._faults import ChunkReadError, RetryPolicy, SkipLog, chunk_key, is_transient
+from zarrsample_core._faults import (
+    ChunkReadError,
+    RetryPolicy,
+    SkipLog,
+    chunk_key,
+    is_transient,
+)
 from zarrsample_core._reader import PatchReader
 
 SHAPE, CHUNK, PATCH = (64, 64), (16, 16), 8
@@ -421,34 +426,17 @@ def test_removed_source_is_refused(tmp_path):
         ds.epoch(0)
 
 
-def snapshot(root):
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for entry in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
-            info = os.stat(entry)
-            out[entry] = (info.st_mtime_ns, info.st_size, info.st_mode)
-    return out
-
-
 @pytest.mark.parametrize("on_error", ["raise", "skip", "retry"])
 def test_read_only_tree_through_the_dataset(tmp_path, on_error):
     data, _ = write(tmp_path / "ro.zarr", 3)
-    modes = {}
-    for dirpath, _, filenames in os.walk(tmp_path / "ro.zarr"):
-        for p in [dirpath] + [os.path.join(dirpath, f) for f in filenames]:
-            modes[p] = os.stat(p).st_mode
-            os.chmod(p, modes[p] & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-    try:
-        before = snapshot(tmp_path / "ro.zarr")
+    with read_only_tree(tmp_path / "ro.zarr"):
+        before = tree_snapshot(tmp_path / "ro.zarr")
         for backend in ("zarr", "tensorstore"):
             ds = dataset(str(tmp_path / "ro.zarr"), backend, on_error=on_error)
             got = {tuple(s["position"][:, 0]): s["images"] for s in ds.epoch(0)}
             assert all(v.tobytes() == data[y:y + PATCH, x:x + PATCH].tobytes() for (y, x), v in got.items())
             assert len(got) == 64
-        assert snapshot(tmp_path / "ro.zarr") == before
-    finally:
-        for p, mode in modes.items():
-            os.chmod(p, mode)
+        assert tree_snapshot(tmp_path / "ro.zarr") == before
 
 
 def test_a_transient_error_in_a_run_rereads_only_its_chunk():

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
-import os
 import pickle
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from conftest import read_only_tree, serve_directory
+from conftest import tree_snapshot as snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import serve_directory
 from zarrsample_core._errors import ZarrsampleError
 from zarrsample_core._image import Image
 from zarrsample_core._io import open_image
@@ -65,16 +64,6 @@ def write_ome(path, data, axes, *, zarr_format, n_levels=3):
     else:
         group.attrs["ome"] = {"version": "0.5", "multiscales": [multiscale]}
     return group, levels
-
-
-def snapshot(root):
-    """Every path under root (root included) with mtime, size and mode."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for entry in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
-            info = os.stat(entry)
-            out[os.path.relpath(entry, root)] = (info.st_mtime_ns, info.st_size, info.st_mode)
-    return out
 
 
 def random_selection(draw_int, shape):
@@ -515,19 +504,11 @@ def test_opening_and_reading_writes_nothing(store_dir):
 def test_read_only_directory(tmp_path):
     data = data_of((5, 6))
     write_array(tmp_path / "ro.zarr", data, zarr_format=3, dimension_names=["y", "x"])
-    modes = {}
-    for dirpath, _, filenames in os.walk(tmp_path / "ro.zarr"):
-        for p in [dirpath] + [os.path.join(dirpath, f) for f in filenames]:
-            modes[p] = os.stat(p).st_mode
-            os.chmod(p, modes[p] & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-    try:
+    with read_only_tree(tmp_path / "ro.zarr"):
         before = snapshot(tmp_path / "ro.zarr")
         for backend in ("zarr", "tensorstore"):
             np.testing.assert_array_equal(open_image(tmp_path / "ro.zarr", backend=backend).read(), data)
         assert snapshot(tmp_path / "ro.zarr") == before
-    finally:
-        for p, mode in modes.items():
-            os.chmod(p, mode)
 
 
 # --------------------------------------------------------------------------- http
