@@ -148,13 +148,11 @@ def test_scale_rule_accepts_every_floor_or_ceil_pyramid(n0, factor, rounding, un
     n1 = n0 // factor if rounding == "floor" else -(-n0 // factor)
     if n1 < 1 or n1 == n0:
         return  # equal levels break the decreasing-size rule (tested above)
-    attrs = {"multiscales": [{"datasets": [
-        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [unit]}]},
-        {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [unit * factor]}]}]}]}
-    check_multiscale(attrs, ["x"], ["0", "1"], [(n0,), (n1,)], "img")  # no error
+    scales = [[unit], [unit * factor]]
+    check_multiscale(scales, ["x"], ["0", "1"], [(n0,), (n1,)], "img")  # no error
     if n1 + 2 < n0:  # two level pixels off: more than one pixel from the extent
         with pytest.raises(ZarrsampleError, match="covers"):
-            check_multiscale(attrs, ["x"], ["0", "1"], [(n0,), (n1 + 2,)], "img")
+            check_multiscale(scales, ["x"], ["0", "1"], [(n0,), (n1 + 2,)], "img")
 
 
 # --------------------------------------------------------------------------- plan budget

@@ -42,20 +42,6 @@ def _array_info(array: zarr.Array) -> dict[str, Any]:
     }
 
 
-def _scales(attrs: dict[str, Any]) -> list[list[float] | None]:
-    """``scale`` of each dataset of the first multiscale (None where absent)."""
-    ome = attrs.get("ome")
-    source = ome if isinstance(ome, dict) and "multiscales" in ome else attrs
-    out: list[list[float] | None] = []
-    for dataset in source["multiscales"][0]["datasets"]:
-        found = None
-        for transform in dataset.get("coordinateTransformations") or []:
-            if isinstance(transform, dict) and transform.get("type") == "scale":
-                found = [float(v) for v in transform.get("scale", [])]
-        out.append(found)
-    return out
-
-
 def _labels(group: zarr.Group) -> list[str]:
     try:
         node = group["labels"]
@@ -120,10 +106,10 @@ def describe(path: str) -> dict[str, Any]:
     image = open_image(node)  # resolves the levels and axes, as planning does
     levels = []
     nodes = {p: node[p] for p in multiscale.paths}  # all arrays: open_image checked them
-    for index, (level_path, scale) in enumerate(zip(multiscale.paths, _scales(attrs))):
+    for index, (level_path, scale) in enumerate(zip(multiscale.paths, multiscale.scales)):
         array = cast(zarr.Array, nodes[level_path])
         levels.append({"level": index, "path": level_path, "shape": list(array.shape),
-                       "chunks": list(array.chunks), "scale": scale})
+                       "chunks": list(array.chunks), "scale": None if scale is None else [float(s) for s in scale]})
     first = cast(zarr.Array, nodes[multiscale.paths[0]])
     return {
         "path": path, "kind": "ome-zarr", "zarr_format": fmt, "ome_version": multiscale.version,

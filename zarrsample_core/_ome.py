@@ -47,11 +47,16 @@ class Multiscale:
         metadata has no axes.
     paths : tuple of str
         Path of each pyramid level relative to the group, finest first.
+    scales : tuple
+        The ``scale`` coordinate transformation of each level as written
+        (unchecked: see :func:`._validate.check_multiscale`), or None where
+        a level has none.
     """
 
     version: str | None
     axis_names: tuple[str, ...] | None
     paths: tuple[str, ...]
+    scales: tuple[Any, ...] = ()
 
 
 def _malformed(where: str, rule: str, value: object) -> ZarrsampleError:
@@ -87,7 +92,7 @@ def read_multiscale(attrs: Mapping[str, Any], *, where: str) -> Multiscale | Non
     ...     {"axes": [{"name": "y"}, {"name": "x"}],
     ...      "datasets": [{"path": "0"}, {"path": "1"}]}]}}
     >>> read_multiscale(attrs, where="img.zarr")
-    Multiscale(version='0.5', axis_names=('y', 'x'), paths=('0', '1'))
+    Multiscale(version='0.5', axis_names=('y', 'x'), paths=('0', '1'), scales=(None, None))
     """
     ome = attrs.get("ome")
     version: object = None
@@ -110,12 +115,18 @@ def read_multiscale(attrs: Mapping[str, Any], *, where: str) -> Multiscale | Non
     datasets = first.get("datasets")
     if not isinstance(datasets, Sequence) or isinstance(datasets, str) or not datasets:
         raise _malformed(where, "'multiscales[0].datasets' must be a non-empty list", datasets)
-    paths = []
+    paths, scales = [], []
     for i, dataset in enumerate(datasets):
         path = dataset.get("path") if isinstance(dataset, Mapping) else None
         if not isinstance(path, str) or not path.strip("/"):
             raise _malformed(where, f"'multiscales[0].datasets[{i}].path' must be a string", dataset)
         paths.append(path.strip("/"))
+        transforms = dataset.get("coordinateTransformations")
+        scales.append(next(
+            (t.get("scale") for t in (transforms if isinstance(transforms, Sequence) else ())
+             if isinstance(t, Mapping) and t.get("type") == "scale"),
+            None,
+        ))
 
     raw_axes = first.get("axes")
     axis_names: tuple[str, ...] | None
@@ -133,7 +144,7 @@ def read_multiscale(attrs: Mapping[str, Any], *, where: str) -> Multiscale | Non
         axis_names = tuple(names)
     else:
         raise _malformed(where, "'multiscales[0].axes' must be a list", raw_axes)
-    return Multiscale(version=version, axis_names=axis_names, paths=tuple(paths))
+    return Multiscale(version=version, axis_names=axis_names, paths=tuple(paths), scales=tuple(scales))
 
 
 def axis_letters(names: Sequence[str | None] | None, ndim: int) -> str | None:
@@ -298,7 +309,7 @@ def _pick_level(
             )
         arrays.append(array)
     levels = tuple(tuple(int(n) for n in a.shape) for a in arrays)
-    check_multiscale(group.attrs.asdict(), multiscale.axis_names, multiscale.paths, levels, where)
+    check_multiscale(multiscale.scales, multiscale.axis_names, multiscale.paths, levels, where)
     return arrays[index], index, levels, multiscale.axis_names, f"OME-Zarr metadata of {where}"
 
 

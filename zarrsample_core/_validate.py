@@ -10,7 +10,7 @@ source, the rule and the value found.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from numbers import Integral
 from typing import Any
 
@@ -81,29 +81,14 @@ def check_array_metadata(
         )
 
 
-def _scales(attrs: Mapping[str, Any], n_levels: int) -> list[list[float] | None]:
-    """The ``scale`` transform of each dataset of the first multiscale (None if absent)."""
-    ome = attrs.get("ome")
-    multiscales = ome["multiscales"] if isinstance(ome, Mapping) and "multiscales" in ome else attrs.get(
-        "multiscales"
-    )
-    datasets = multiscales[0].get("datasets", []) if multiscales else []
-    out: list[list[float] | None] = []
-    for dataset in list(datasets)[:n_levels]:
-        transforms = dataset.get("coordinateTransformations") if isinstance(dataset, Mapping) else None
-        scale = next(
-            (t.get("scale") for t in transforms or [] if isinstance(t, Mapping) and t.get("type") == "scale"),
-            None,
-        )
-        out.append(scale if isinstance(scale, list) else None)
-    return out
-
-
 def check_multiscale(
-    attrs: Mapping[str, Any], axis_names: Sequence[str] | None, paths: Sequence[str],
+    scales: Sequence[Any], axis_names: Sequence[str] | None, paths: Sequence[str],
     shapes: Sequence[Sequence[int]], where: str,
 ) -> None:
     """Check an OME-Zarr multiscale against the arrays it lists.
+
+    ``scales`` holds each level's ``scale`` transformation as written (None
+    where absent), ``shapes`` the shapes of the arrays at ``paths``.
 
     Rules: every level has as many dimensions as there are ``axes``; each
     level is no larger than the previous one on every axis and smaller on
@@ -118,11 +103,9 @@ def check_multiscale(
 
     Examples
     --------
-    >>> attrs = {"multiscales": [{"datasets": [
-    ...     {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]},
-    ...     {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 2.0]}]}]}]}
-    >>> check_multiscale(attrs, ["y", "x"], ["0", "1"], [(9, 10), (5, 5)], "img.zarr")
-    >>> check_multiscale(attrs, ["y", "x"], ["0", "1"], [(9, 10), (2, 5)], "img.zarr")
+    >>> scales = [[1.0, 1.0], [2.0, 2.0]]
+    >>> check_multiscale(scales, ["y", "x"], ["0", "1"], [(9, 10), (5, 5)], "img.zarr")
+    >>> check_multiscale(scales, ["y", "x"], ["0", "1"], [(9, 10), (2, 5)], "img.zarr")
     Traceback (most recent call last):
     ...
     zarrsample_core._errors.ZarrsampleError: OME-Zarr metadata of img.zarr: level '1' with shape (2, 5) and scale [2.0, 2.0] covers [4.0, 10.0], not the extent [9.0, 10.0] of level '0' (to within one of its pixels)
@@ -145,7 +128,7 @@ def check_multiscale(
                 f"{bad} levels must decrease in size, but level {path!r} has shape {tuple(shape)} "
                 f"after level {prev_path!r} with shape {tuple(prev)}"
             )
-    scales = _scales(attrs, len(paths))
+    scales = [s if isinstance(s, list) else None for s in scales]
     for path, scale in zip(paths, scales):
         if scale is not None and (
             len(scale) != ndim
