@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._cache import ChunkCache
-from ._checks import check_bool
+from ._checks import check_bool, check_int
 from ._chunk_reads import Range, Source, assemble, chunk_ranges, chunk_runs, read_run
 from ._errors import ZarrsampleError
 from ._faults import RetryPolicy
@@ -33,7 +33,6 @@ from ._padding import (
     scaled_window,
 )
 from ._reader_checks import (
-    check_count,
     check_output_axes,
     check_spatial_axes,
     check_window_vector,
@@ -140,9 +139,9 @@ class PatchReader:
             )
         self.pad_value: int | float | bool = pad_value
         self.output_axes: dict[str, str] = check_output_axes(output_axes)
-        self.cache_bytes: int = check_count(cache_bytes, "cache_bytes")
-        self.prefetch_workers: int = check_count(prefetch_workers, "prefetch_workers")
-        self.retry: RetryPolicy = RetryPolicy(check_count(retries, "retries"), backoff)
+        self.cache_bytes: int = check_int(cache_bytes, "cache_bytes")
+        self.prefetch_workers: int = check_int(prefetch_workers, "prefetch_workers")
+        self.retry: RetryPolicy = RetryPolicy(check_int(retries, "retries"), backoff)
         self.remember_failures: bool = check_bool(remember_failures, "remember_failures")
         self._reset()
 

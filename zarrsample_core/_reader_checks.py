@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ from ._axes import check_axes
 from ._errors import ZarrsampleError
 from ._padding import is_integer
 
-__all__ = ["check_count", "check_output_axes", "check_spatial_axes", "check_window_vector"]
+__all__ = ["check_output_axes", "check_spatial_axes", "check_window_vector"]
 
 
 @lru_cache(maxsize=64)
@@ -39,14 +38,6 @@ def check_window_vector(value: Any, name: str, spatial_axes: str) -> list[int]:
     if array.dtype.kind not in "iu" and not all(is_integer(v) for v in array.tolist()):
         raise TypeError(f"{name} must be integers, got {value!r} (dtype {array.dtype})")
     return [int(v) for v in array.tolist()]
-
-
-def check_count(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    if value < 0:
-        raise ZarrsampleError(f"{name} must be >= 0, got {value}")
-    return int(value)
 
 
 def check_output_axes(value: object) -> dict[str, str]:
