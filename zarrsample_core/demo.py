@@ -157,7 +157,8 @@ def stitch_epoch(
     Parameters
     ----------
     dataset : PatchDataset
-        With ``return_positions=True``, modalities ``"images"`` and ``"labels"``.
+        Of one image, with ``return_positions=True``, modalities ``"images"``
+        and ``"labels"``.
     out : Path
         Where the stitched zarr v3 array is created (must not exist).
     shape : tuple of int
@@ -181,7 +182,12 @@ def stitch_epoch(
     total = -(-len(dataset) // BATCH)
     start, patches, delivered = time.perf_counter(), 0, 0
     startup, first_patches, first_bytes = 0.0, 0, 0
-    with Stitcher(out, shape=shape, chunks=(shape[0], CHUNK, CHUNK), dtype="float32", blend="mean") as stitcher:
+    if len(dataset.plans) != 1:
+        raise ZarrsampleError(f"stitch_epoch stitches one image, got a dataset of {len(dataset.plans)}")
+    # Every window of the epoch (one image, one rank: no repeats), so chunks are written once complete.
+    windows = dataset.plans[0].windows()
+    with Stitcher(out, shape=shape, chunks=(shape[0], CHUNK, CHUNK), dtype="float32", blend="mean",
+                  positions=windows) as stitcher:
         for batch in progress(batches, total=total, desc="epoch", unit="batch", quiet=quiet):
             images = batch["images"]
             if not patches:  # rates count what came after the first batch
