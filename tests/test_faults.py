@@ -426,6 +426,31 @@ def test_removed_source_is_refused(tmp_path):
         ds.epoch(0)
 
 
+
+def test_many_sources_are_checked_at_once_and_the_first_change_is_named(tmp_path, monkeypatch):
+    import zarrsample_core._validate as validate
+
+    threads = set()
+    stored = validate.stored_metadata
+
+    def recording(image):
+        threads.add(threading.get_ident())
+        return stored(image)
+
+    monkeypatch.setattr(validate, "stored_metadata", recording)
+    paths = [tmp_path / f"m{i}.zarr" for i in range(12)]
+    for path in paths:
+        write(path, 3)
+    colls = [ImageCollection({"images": open_image(str(p), axes="YX")}, spatial_axes="YX") for p in paths]
+    ds = PatchDataset(colls, PatchSampler(PATCH, spatial_axes="YX"))
+    ds.epoch(0)
+    assert len(threads) > 1  # more than a few images: read by several threads
+    for k in (9, 5):
+        shutil.rmtree(paths[k])
+        zarr.create_array(store=str(paths[k]), shape=(64, 80), chunks=CHUNK, dtype="uint8")
+    with pytest.raises(ZarrsampleError, match=r"collection 5 modality 'images' \(.*m5\.zarr\) changed on storage"):
+        ds.epoch(1)
+
 @pytest.mark.parametrize("on_error", ["raise", "skip", "retry"])
 def test_read_only_tree_through_the_dataset(tmp_path, on_error):
     data, _ = write(tmp_path / "ro.zarr", 3)

@@ -10,6 +10,7 @@ source, the rule and the value found.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from numbers import Integral
 from typing import Any
@@ -248,6 +249,11 @@ def source_changes(recorded: tuple[Any, ...], now: tuple[Any, ...] | None) -> st
     return ", ".join(f"{n} {a} -> {b}" for n, a, b in zip(names, recorded, now) if a != b)
 
 
+#: Up to this many images are checked one after the other; more use threads.
+_SERIAL_CHECKS = 4
+_CHECK_THREADS = 16
+
+
 def check_sources(images: Sequence[tuple[str, Any, tuple[Any, ...] | None]], load: Any) -> None:
     """Refuse images whose stored metadata changed since they were recorded.
 
@@ -263,20 +269,27 @@ def check_sources(images: Sequence[tuple[str, Any, tuple[Any, ...] | None]], loa
     ZarrsampleError
         An image's shape, dtype or chunks differ from when it was opened, or
         its metadata can no longer be read for a reason other than a
-        transient I/O error (which leaves the check to the next call).
+        transient I/O error (which leaves the check to the next call); the
+        first such image in input order.
+
+    Notes
+    -----
+    One metadata read per image; more than a few images are read by up to
+    16 threads at once (remote stores answer in parallel).
     """
     from ._faults import _Exhausted, is_transient
 
-    for label, image, recorded in images:
+    def check(entry: tuple[str, Any, tuple[Any, ...] | None]) -> None:
+        label, image, recorded = entry
         if recorded is None:
-            continue
+            return
         try:
-            now = load(lambda image=image: stored_metadata(image), f"{image.name} metadata")
+            now = load(lambda: stored_metadata(image), f"{image.name} metadata")
         except ZarrsampleError:
             raise
         except Exception as exc:
             if isinstance(exc, _Exhausted) or is_transient(exc):
-                continue  # unreachable now; chunk reads will retry, skip or raise as configured
+                return  # unreachable now; chunk reads will retry, skip or raise as configured
             text = " ".join(f"{type(exc).__name__}: {exc}".split())
             raise ZarrsampleError(
                 f"{label} ({image.name}) can no longer be opened as it was when the dataset was "
@@ -288,3 +301,14 @@ def check_sources(images: Sequence[tuple[str, Any, tuple[Any, ...] | None]], loa
                 f"{label} ({image.name}) changed on storage since it was opened ({change}); reading "
                 "it would mix old and new metadata: open it again and build a new PatchDataset"
             )
+
+    checked = [entry for entry in images if entry[2] is not None]
+    if len(checked) <= _SERIAL_CHECKS:
+        for entry in checked:
+            check(entry)
+        return
+    # One small metadata read per image, mostly waiting on storage: many at once. The
+    # first failure in input order is raised, as in the serial loop.
+    with ThreadPoolExecutor(min(_CHECK_THREADS, len(checked)), thread_name_prefix="zarrsample-check") as pool:
+        for _ in pool.map(check, checked):
+            pass
