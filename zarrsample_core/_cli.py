@@ -19,8 +19,8 @@ import numpy as np
 
 from ._bluenoise_sampler import BlueNoisePatchSampler
 from ._collection import ImageCollection
-from ._errors import ZarrsampleError
 from ._describe import describe, format_info
+from ._errors import ZarrsampleError
 from ._image import Image
 from ._io import open_image
 from ._progress import progress
