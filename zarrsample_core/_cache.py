@@ -134,11 +134,15 @@ class ChunkCache:
     def get(self, key: Hashable) -> np.ndarray | None:
         """The cached array for ``key`` (now most recently used), or None."""
         with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-                self._counts["cache_hits"] += 1
-            return value
+            return self._hit(key)
+
+    def _hit(self, key: Hashable) -> np.ndarray | None:
+        """The cached array (marked most recently used, counted as a hit), or None; lock held."""
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+            self._counts["cache_hits"] += 1
+        return value
 
     def put(self, key: Hashable, value: np.ndarray) -> None:
         """Store a chunk freshly loaded from storage (counted in ``chunk_reads``).
@@ -165,10 +169,8 @@ class ChunkCache:
             The chunk (read-only).
         """
         with self._lock:
-            value = self._data.get(key)
+            value = self._hit(key)
             if value is not None:
-                self._data.move_to_end(key)
-                self._counts["cache_hits"] += 1
                 return value
             failed = self._failed.get(key)
             if failed is not None:
