@@ -41,7 +41,7 @@ def run_child(impl: str, side: int, radius: float, repeat: int) -> None:
     from scipy.spatial import cKDTree
     from scipy.stats import qmc
 
-    from zarrsample_core._bluenoise import poisson_disk_positions
+    from zarrsample_core.planning._bluenoise import poisson_disk_positions
 
     def generate() -> np.ndarray:
         if impl == "zarrsample":

@@ -106,7 +106,7 @@ def bench_executors(n_slides: int) -> None:
     from distributed import Client, LocalCluster
 
     from zarrsample_core import PatchSampler
-    from zarrsample_core._planning import plan_collections
+    from zarrsample_core.planning._planning import plan_collections
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -56,7 +56,7 @@ def run_case(size: int, case: str, max_mb: int, write_threads: int) -> None:
     from zarr.storage import MemoryStore
 
     from zarrsample_core import ImageCollection, PatchSampler, open_image
-    from zarrsample_core._stitch import Stitcher
+    from zarrsample_core.inference._stitch import Stitcher
 
     virtual = zarr.create_array(store=MemoryStore(), shape=(size, size), chunks=(1024, 1024), dtype="uint8")
     coll = ImageCollection({"images": open_image(virtual, axes="YX")}, spatial_axes="YX")

@@ -1,4 +1,4 @@
-"""Tests for ``poisson_disk_positions`` and ``poisson_disk_tiles`` (zarrsample_core._bluenoise).
+"""Tests for ``poisson_disk_positions`` and ``poisson_disk_tiles`` (zarrsample_core.planning._bluenoise).
 
 The reference for the distance rule is a deliberately naive all-pairs
 computation that uses the documented formula: ``sq = (d0*d0 + d1*d1) + d2*d2``
@@ -19,8 +19,8 @@ from scipy.spatial import cKDTree
 from scipy.stats import qmc
 
 from zarrsample_core import _bluenoise
-from zarrsample_core._bluenoise import poisson_disk_positions, poisson_disk_tiles, stream_keys
-from zarrsample_core._bluenoise_grid import HashDraws, mix
+from zarrsample_core.planning._bluenoise import poisson_disk_positions, poisson_disk_tiles, stream_keys
+from zarrsample_core.planning._bluenoise_grid import HashDraws, mix
 from zarrsample_core._errors import ZarrsampleError
 
 FAST = settings(max_examples=60, deadline=None)

@@ -18,9 +18,9 @@ from numcodecs import Zstd
 from PIL import Image as PILImage
 
 from zarrsample_core import BlueNoisePatchSampler, ImageCollection, PatchSampler, open_image
-from zarrsample_core._preview import MASK_ALPHA, MASK_COLOUR, PATCH_COLOUR, patch_outlines, render_preview
-from zarrsample_core._tissue import tissue_mask
-from zarrsample_core.demo import write_synthetic_slide
+from zarrsample_core.cli._preview import MASK_ALPHA, MASK_COLOUR, PATCH_COLOUR, patch_outlines, render_preview
+from zarrsample_core.inference._tissue import tissue_mask
+from zarrsample_core.cli.demo import write_synthetic_slide
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -28,9 +28,9 @@ ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "2"}
 def cli(*args, python_prelude=None):
     """Run ``zarrsample ARGS`` in a fresh interpreter; returns the CompletedProcess."""
     if python_prelude is None:
-        command = [sys.executable, "-m", "zarrsample_core._cli", *map(str, args)]
+        command = [sys.executable, "-m", "zarrsample_core.cli._main", *map(str, args)]
     else:
-        script = f"{python_prelude}\nimport sys\nfrom zarrsample_core._cli import main\nsys.exit(main(sys.argv[1:]))"
+        script = f"{python_prelude}\nimport sys\nfrom zarrsample_core.cli._main import main\nsys.exit(main(sys.argv[1:]))"
         command = [sys.executable, "-c", script, *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env=ENV)
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference import exact_coverage
-from zarrsample_core._coverage import axis_scales, coverage_blocks, denominator, windows_coverage
+from zarrsample_core.planning._coverage import axis_scales, coverage_blocks, denominator, windows_coverage
 
 
 @st.composite
@@ -40,7 +40,7 @@ def test_blocks_match_the_exact_area(case):
         reads.append((lo, hi))
         return mask[lo:hi]
 
-    with mock.patch("zarrsample_core._coverage.STRIP_ELEMENTS", strip):
+    with mock.patch("zarrsample_core.planning._coverage.STRIP_ELEMENTS", strip):
         blocks = list(coverage_blocks(read_block, scales, windows, bounds))
         whole = windows_coverage(read_block, scales, windows)
     counts = tuple(len(w[0]) for w in windows)
@@ -67,7 +67,7 @@ def test_strips_are_read_once_and_shared_by_blocks():
         reads.append((lo, hi))
         return mask[lo:hi]
 
-    with mock.patch("zarrsample_core._coverage.STRIP_ELEMENTS", 16 * 8 * 16):  # 16 rows of 8 sums
+    with mock.patch("zarrsample_core.planning._coverage.STRIP_ELEMENTS", 16 * 8 * 16):  # 16 rows of 8 sums
         blocks = list(coverage_blocks(read_block, scales, windows, list(range(0, 65, 4))))
     assert reads == [(lo, lo + 16) for lo in range(0, 64, 16)]  # 16 rows per strip, 4 blocks each
     assert all((b == 256).all() for b in blocks)

@@ -16,14 +16,14 @@ from conftest import flaky_server, read_only_tree, tree_snapshot
 
 from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
 from zarrsample_core._errors import ZarrsampleError
-from zarrsample_core._faults import (
+from zarrsample_core.reading._faults import (
     ChunkReadError,
     RetryPolicy,
     SkipLog,
     chunk_key,
     is_transient,
 )
-from zarrsample_core._reader import PatchReader
+from zarrsample_core.reading._reader import PatchReader
 
 SHAPE, CHUNK, PATCH = (64, 64), (16, 16), 8
 BAD = (1, 2)  # the chunk that gets corrupted
@@ -185,7 +185,7 @@ def test_skip_by_index_as_the_adapters_read(corrupt):
 
 @pytest.mark.parametrize("threads", [0, 3])
 def test_skip_reads_a_dead_chunk_once_per_epoch_not_once_per_patch(corrupt, monkeypatch, threads):
-    import zarrsample_core._chunk_reads as chunk_reads
+    import zarrsample_core.reading._chunk_reads as chunk_reads
 
     path, _, _, _ = corrupt
     start = tuple(b * c for b, c in zip(BAD, CHUNK))
@@ -428,7 +428,7 @@ def test_removed_source_is_refused(tmp_path):
 
 
 def test_many_sources_are_checked_at_once_and_the_first_change_is_named(tmp_path, monkeypatch):
-    import zarrsample_core._validate as validate
+    import zarrsample_core.reading._source_checks as validate
 
     threads = set()
     stored = validate.stored_metadata
@@ -465,7 +465,7 @@ def test_read_only_tree_through_the_dataset(tmp_path, on_error):
 
 
 def test_a_transient_error_in_a_run_rereads_only_its_chunk():
-    from zarrsample_core._chunk_reads import read_run as _read_run
+    from zarrsample_core.reading._chunk_reads import read_run as _read_run
 
     data = np.arange(4 * 16, dtype=np.uint8).reshape(4, 16)
     image = open_image(data, axes="YX")

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zarrsample_core._grid import chunk_major_positions, tile_row_bounds
+from zarrsample_core.planning._grid import chunk_major_positions, tile_row_bounds
 
 
 @st.composite

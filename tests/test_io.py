@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zarrsample_core._errors import ZarrsampleError
-from zarrsample_core._image import Image
-from zarrsample_core._io import open_image
-from zarrsample_core._ome import axis_letters, read_multiscale, resolve_axes
-from zarrsample_core._roi import parse_roi
+from zarrsample_core.sources._image import Image
+from zarrsample_core.sources._io import open_image
+from zarrsample_core.sources._ome import axis_letters, read_multiscale, resolve_axes
+from zarrsample_core.sources._roi import parse_roi
 
 # --------------------------------------------------------------------------- helpers
 
@@ -406,7 +406,7 @@ def test_tensorstore_after_fork_is_a_clear_error(store_dir):
 _FORK_SCRIPT = """
 import multiprocessing, sys
 import numpy as np
-from zarrsample_core._io import open_image
+from zarrsample_core.sources._io import open_image
 
 def read_sum(image):
     return int(image.read().astype(np.int64).sum())

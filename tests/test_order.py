@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from zarrsample_core import _order
 from zarrsample_core._errors import ZarrsampleError
-from zarrsample_core._order import _shuffle_ties, epoch_order, shard, shard_length
-from zarrsample_core._state import (
+from zarrsample_core.epochs._order import _shuffle_ties, epoch_order, shard, shard_length
+from zarrsample_core.epochs._state import (
     STATE_VERSION,
     check_state,
     config_fingerprint,

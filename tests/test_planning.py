@@ -25,10 +25,10 @@ from zarrsample_core import (
     ZarrsampleError,
     open_image,
 )
-from zarrsample_core._plan import PatchPlan
-from zarrsample_core._plan import check_plan_fits
-from zarrsample_core._plan_io import PLAN_VERSION, unordered_rows
-from zarrsample_core._planning import PlanningError, plan_collections
+from zarrsample_core.planning._plan import PatchPlan
+from zarrsample_core.planning._plan import check_plan_fits
+from zarrsample_core.planning._plan_io import PLAN_VERSION, unordered_rows
+from zarrsample_core.planning._planning import PlanningError, plan_collections
 
 # -- helpers --------------------------------------------------------------------
 

@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zarrsample_core import ImageCollection, PatchSampler, open_image
-from zarrsample_core._cache import ChunkCache
+from zarrsample_core.reading._cache import ChunkCache
 from zarrsample_core._errors import ZarrsampleError
-from zarrsample_core._faults import ChunkReadError
-from zarrsample_core._padding import PADDING_MODES, scaled_window
-from zarrsample_core._reader import PatchReader
+from zarrsample_core.reading._faults import ChunkReadError
+from zarrsample_core.reading._padding import PADDING_MODES, scaled_window
+from zarrsample_core.reading._reader import PatchReader
 
 # --------------------------------------------------------------------------- helpers
 

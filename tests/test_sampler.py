@@ -60,13 +60,13 @@ def test_plan_matches_naive_reference(case):
     assert plan.toplefts.dtype == np.int64 and plan.toplefts.shape == (len(expected), len(shape))
 
     # One-row strips, one-tile-row blocks and exact Python-int arithmetic give the same plan.
-    with mock.patch("zarrsample_core._coverage.STRIP_ELEMENTS", 1), \
-            mock.patch("zarrsample_core._sampler.BLOCK_POSITIONS", 1):
+    with mock.patch("zarrsample_core.planning._coverage.STRIP_ELEMENTS", 1), \
+            mock.patch("zarrsample_core.planning._sampler.BLOCK_POSITIONS", 1):
         strips = PatchSampler(
             patch, stride=stride, pad=pad, min_area=min_area, spatial_axes=axes,
             allow_incomplete_patches=incomplete,
         ).plan(coll)
-    with mock.patch("zarrsample_core._coverage._numerator_dtype", lambda scales: object):
+    with mock.patch("zarrsample_core.planning._coverage._numerator_dtype", lambda scales: object):
         exact = sampler._plan(coll, sampler.geometry(coll))
     for other in (strips, exact):
         np.testing.assert_array_equal(other.toplefts, plan.toplefts)
@@ -242,8 +242,8 @@ def test_planning_memory_is_the_plan_plus_a_bounded_working_set(chunks):
     rng = np.random.default_rng(0)
     coll = one_collection((2048, 2048), chunks, rng.random((128, 128)) < 0.5)
     sampler = PatchSampler(2, min_area=0, spatial_axes="YX", max_plan_bytes=None)
-    with mock.patch("zarrsample_core._coverage.STRIP_ELEMENTS", 1 << 16), \
-            mock.patch("zarrsample_core._sampler.BLOCK_POSITIONS", 1 << 14):
+    with mock.patch("zarrsample_core.planning._coverage.STRIP_ELEMENTS", 1 << 16), \
+            mock.patch("zarrsample_core.planning._sampler.BLOCK_POSITIONS", 1 << 14):
         tracemalloc.start()
         try:
             plan = sampler.plan(coll)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, ZarrsampleError, open_image
-from zarrsample_core._spec import sample_spec
+from zarrsample_core.epochs._spec import sample_spec
 
 
 def check_against_samples(ds: PatchDataset) -> dict:

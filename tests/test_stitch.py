@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from zarr.storage import MemoryStore
 
 from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, ZarrsampleError, open_image
-from zarrsample_core._stitch import Stitcher
-from zarrsample_core._stitch_blocks import patch_weights
+from zarrsample_core.inference._stitch import Stitcher
+from zarrsample_core.inference._stitch_blocks import patch_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -523,6 +523,6 @@ def test_framework_tensors_are_accepted_without_importing_a_framework():
         s.add(torch.stack([torch.from_numpy(p["images"]) for p in part]),
               torch.stack([torch.from_numpy(p["position"]) for p in part]))
     np.testing.assert_array_equal(s.finalize(), image)
-    code = "import sys, zarrsample_core._stitch; print(sorted({'torch', 'tensorflow', 'jax'} & set(sys.modules)))"
+    code = "import sys, zarrsample_core.inference._stitch; print(sorted({'torch', 'tensorflow', 'jax'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from zarr.storage import MemoryStore
 
-from zarrsample_core._stitch import Stitcher
-from zarrsample_core._stitch_blocks import Block
-from zarrsample_core._stitch_writer import BlockWriter, block_values
+from zarrsample_core.inference._stitch import Stitcher
+from zarrsample_core.inference._stitch_blocks import Block
+from zarrsample_core.inference._stitch_writer import BlockWriter, block_values
 
 
 def grid_windows(spatial, patch, stride, pad):

@@ -14,7 +14,7 @@ tf = pytest.importorskip("tensorflow")
 from contract import IterationContract, make_dataset, sample_key  # noqa: E402
 
 from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, ZarrsampleError, open_image  # noqa: E402
-from zarrsample_core._order import shard_length  # noqa: E402
+from zarrsample_core.epochs._order import shard_length  # noqa: E402
 from zarrsample_tf import as_tf_dataset  # noqa: E402
 
 

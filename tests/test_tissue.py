@@ -11,8 +11,8 @@ from hypothesis.extra import numpy as hnp
 
 from zarrsample_core import ImageCollection, PatchSampler, ZarrsampleError, open_image
 from zarrsample_core import _thumbnail
-from zarrsample_core._thumbnail import choose_level, read_reduced
-from zarrsample_core._tissue import clean_mask, grey_levels, otsu_threshold, tissue_mask
+from zarrsample_core.sources._thumbnail import choose_level, read_reduced
+from zarrsample_core.inference._tissue import clean_mask, grey_levels, otsu_threshold, tissue_mask
 
 BACKGROUND, TISSUE = 232, 96
 

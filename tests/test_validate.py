@@ -16,7 +16,8 @@ from zarr.storage import MemoryStore
 
 from zarrsample_core import BlueNoisePatchSampler, ImageCollection, PatchSampler, open_image
 from zarrsample_core._errors import ZarrsampleError
-from zarrsample_core._validate import check_array_metadata, check_multiscale, plan_bytes
+from zarrsample_core.planning._budget import plan_bytes
+from zarrsample_core.sources._validate import check_array_metadata, check_multiscale
 
 
 def edited(tmp_path, edit, zarr_format=3):

@@ -1,23 +1,28 @@
-"""zarrsample core: exact, fast patch planning over chunked images (numpy only)."""
+"""zarrsample core: exact, fast patch planning over chunked images (numpy only).
+
+The package is laid out by pipeline stage: ``sources`` -> ``planning``,
+``reading`` -> ``epochs`` -> ``inference``, with ``cli`` on top (see
+ARCHITECTURE.md). This module only re-exports the public names.
+"""
 
 from __future__ import annotations
 
-from ._bluenoise import poisson_disk_positions
-from ._bluenoise_sampler import BlueNoisePatchSampler
-from ._collection import ImageCollection
-from ._dataset import PatchDataset
-from ._epoch import EpochIterator
+from . import _moved
 from ._errors import ZarrsampleError
-from ._faults import ChunkReadError
-from ._image import Image
-from ._io import open_image
-from ._plan import PatchPlan
-from ._planning import PlanningError, plan_collections
-from ._reader import PatchReader
-from ._sampler import PatchSampler
-from ._spec import sample_spec
-from ._stitch import Stitcher
-from ._tissue import tissue_mask
+from .epochs import EpochIterator, PatchDataset, sample_spec
+from .inference import Stitcher, tissue_mask
+from .planning import (
+    BlueNoisePatchSampler,
+    PatchPlan,
+    PatchSampler,
+    PlanningError,
+    plan_collections,
+    poisson_disk_positions,
+)
+from .reading import ChunkReadError, PatchReader
+from .sources import Image, ImageCollection, open_image
+
+_moved.install()
 
 __all__ = [
     "BlueNoisePatchSampler",

@@ -20,11 +20,11 @@ from absl import flags
 
 from zarrsample_core import PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
-from zarrsample_core._dataset import check_dataset
-from zarrsample_core._epoch import ReadAhead
-from zarrsample_core._order import shard, shard_length
-from zarrsample_core._spec import sample_spec
-from zarrsample_core._state import check_state, make_state
+from zarrsample_core.epochs._dataset import check_dataset
+from zarrsample_core.epochs._epoch import ReadAhead
+from zarrsample_core.epochs._order import shard, shard_length
+from zarrsample_core.epochs._spec import sample_spec
+from zarrsample_core.epochs._state import check_state, make_state
 
 __all__ = ["READ_OPTIONS", "EpochMapDataset", "GrainSource", "as_grain_dataset", "to_jax"]
 

@@ -2,7 +2,7 @@
 
 Thin by design: take the rank from a ``tf.distribute.InputContext`` (or the
 arguments), read the core's samples as tensors with the static shapes of
-:func:`~zarrsample_core._spec.sample_spec`, and keep the position in
+:func:`~zarrsample_core.epochs._spec.sample_spec`, and keep the position in
 ``tf.data``'s own iterator checkpoint. Order, sharding and the configuration
 check are the core's.
 """
@@ -18,10 +18,10 @@ import tensorflow as tf
 
 from zarrsample_core import PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
-from zarrsample_core._dataset import check_dataset
-from zarrsample_core._epoch import ReadAhead
-from zarrsample_core._spec import sample_spec
-from zarrsample_core._state import check_state
+from zarrsample_core.epochs._dataset import check_dataset
+from zarrsample_core.epochs._epoch import ReadAhead
+from zarrsample_core.epochs._spec import sample_spec
+from zarrsample_core.epochs._state import check_state
 
 __all__ = ["as_tf_dataset"]
 
@@ -115,7 +115,7 @@ def as_tf_dataset(
     output_signature : dict, optional
         ``{key: tf.TensorSpec or (shape, dtype)}``; needed only when
         ``dataset.transform`` is set (otherwise from the core's
-        :func:`~zarrsample_core._spec.sample_spec`).
+        :func:`~zarrsample_core.epochs._spec.sample_spec`).
 
     Returns
     -------

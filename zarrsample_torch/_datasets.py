@@ -17,7 +17,7 @@ import torch.utils.data
 
 from zarrsample_core import EpochIterator, PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
-from zarrsample_core._dataset import check_dataset
+from zarrsample_core.epochs._dataset import check_dataset
 
 from ._tensors import to_tensors
 

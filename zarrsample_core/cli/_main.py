@@ -1,0 +1,319 @@
+"""The ``zarrsample`` command line: ``info``, ``plan`` and ``demo``.
+
+Errors the user can fix (a missing path, a directory that is not zarr,
+wrong axes, a level out of range) print one line, ``zarrsample: error:
+...``, on stderr and exit with 1; bad arguments exit with 2 (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import ZarrsampleError
+from .._progress import progress
+from ..planning._bluenoise_sampler import BlueNoisePatchSampler
+from ..planning._sampler import PatchSampler
+from ..sources._collection import ImageCollection
+from ..sources._image import Image
+from ..sources._io import open_image
+from ..sources._thumbnail import spatial_letters
+from ._describe import describe, format_info
+
+__all__ = ["build_parser", "main"]
+
+PROG = "zarrsample"
+
+INFO_EXAMPLES = """examples:
+  zarrsample info slide.ome.zarr
+  zarrsample info https://example.org/data/image.zarr --json
+  zarrsample info volume.zarr/labels/cells
+"""
+
+PLAN_EXAMPLES = """examples:
+  zarrsample plan slide.ome.zarr --tissue --patch-size 256 --min-area 0.5 --preview plan.png
+  zarrsample plan slide.ome.zarr --mask slide.ome.zarr/mask --sampler bluenoise --seed 1
+  zarrsample plan array.zarr --axes CYX --patch-size 512,256 --stride 256 --json
+  zarrsample plan volume.zarr --level 1 --spatial-axes ZYX --patch-size 64 --allow-incomplete
+  zarrsample plan slides/*.ome.zarr --tissue --json
+"""
+
+DEMO_EXAMPLES = """examples:
+  zarrsample demo                    # everything in a temporary directory
+  zarrsample demo --out demo-output  # keep the slide, the stitched output and preview.png
+  zarrsample demo --size 2048 --quiet
+"""
+
+
+# -- argument types ----------------------------------------------------------------------------
+
+
+def _sizes(minimum: int) -> Any:
+    def parse(text: str) -> int | tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an int or comma-separated ints (one per spatial axis), got {text!r}"
+            ) from None
+        if any(v < minimum for v in values):
+            raise argparse.ArgumentTypeError(f"every value must be >= {minimum}, got {text!r}")
+        return values[0] if len(values) == 1 else values
+
+    return parse
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: one int >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive, _non_negative = _int_at_least(1), _int_at_least(0)
+
+
+def _area(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+# -- info --------------------------------------------------------------------------------------
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    info = describe(args.path)
+    print(json.dumps(info, default=str) if args.json else format_info(info))
+    return 0
+
+
+# -- plan --------------------------------------------------------------------------------------
+
+
+def _open_mask(path: str, spatial: str, axes: str | None) -> Image:
+    try:
+        return open_image(path, axes=axes)
+    except ZarrsampleError:
+        if axes is not None:
+            raise
+        try:  # a plain array without axis metadata: one axis per spatial axis
+            return open_image(path, axes=spatial)
+        except ZarrsampleError:
+            pass
+        raise
+
+
+def _plan_one(path: str, args: argparse.Namespace, sampler: PatchSampler) -> tuple[dict[str, Any], Any]:
+    t0 = time.perf_counter()
+    image = open_image(path, axes=args.axes, level=args.level)
+    spatial = sampler.spatial_axes
+    t1 = time.perf_counter()
+    mask = None
+    if args.mask:
+        mask = _open_mask(args.mask, spatial, args.mask_axes)
+    elif args.tissue:
+        from ..inference._tissue import tissue_mask
+
+        mask = tissue_mask(image)
+    t2 = time.perf_counter()
+    modalities: dict[str, Any] = {"images": image}
+    if mask is not None:
+        modalities["masks"] = mask
+    coll = ImageCollection(modalities, spatial_axes=spatial)
+    plan = sampler.plan(coll)
+    t3 = time.perf_counter()
+    _, per_tile = np.unique(plan.chunk_ids, return_counts=True)
+    result = {
+        "path": path, "level": image.level, "axes": image.axes, "shape": list(image.shape),
+        "chunks": list(image.chunks), "spatial_axes": spatial,
+        "mask": None if mask is None else {
+            "source": "tissue" if args.tissue else args.mask, "axes": mask.axes, "shape": list(mask.shape)},
+        "patches": len(plan), "chunk_tiles": len(per_tile),
+        "patches_per_tile": None if not len(per_tile) else {
+            "min": int(per_tile.min()), "median": float(np.median(per_tile)), "max": int(per_tile.max())},
+        "seconds": {"open": t1 - t0, "mask": t2 - t1, "plan": t3 - t2},
+    }
+    return result, (image, mask, plan)
+
+
+def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.preview and len(args.paths) > 1:
+        parser.error(f"--preview needs a single PATH, got {len(args.paths)}")
+    spatial = args.spatial_axes
+    if spatial is None:
+        first = open_image(args.paths[0], axes=args.axes, level=args.level)
+        spatial = spatial_letters(first.axes)
+        if not spatial:
+            raise ZarrsampleError(
+                f"{args.paths[0]} has axes {first.axes!r} and no spatial axis (Z, Y or X) to take patches along"
+            )
+    options = dict(stride=args.stride, pad=args.pad, min_area=args.min_area, spatial_axes=spatial,
+                   allow_incomplete_patches=args.allow_incomplete)
+    sampler = (
+        BlueNoisePatchSampler(args.patch_size, seed=args.seed, **options)
+        if args.sampler == "bluenoise"
+        else PatchSampler(args.patch_size, **options)
+    )
+    results: list[dict[str, Any]] = []
+    last: Any = None
+    quiet = args.quiet or len(args.paths) == 1
+    for path in progress(args.paths, total=len(args.paths), desc="planning", unit="image", quiet=quiet):
+        result, last = _plan_one(path, args, sampler)
+        results.append(result)
+    preview = None
+    if args.preview:
+        from ._preview import write_preview
+
+        image, mask, plan = last
+        width, height = write_preview(args.preview, image, plan=plan, mask=mask, size=args.preview_size)
+        preview = {"path": args.preview, "width": width, "height": height}
+    summary = {
+        "sampler": repr(sampler), "patches": sum(r["patches"] for r in results),
+        "chunk_tiles": sum(r["chunk_tiles"] for r in results), "images": results, "preview": preview,
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"sampler: {summary['sampler']}")
+    for r in results:
+        print(f"{r['path']}: level {r['level']}, axes {r['axes']}, shape {tuple(r['shape'])}, "
+              f"chunks {tuple(r['chunks'])}")
+        if r["mask"] is not None:
+            print(f"  mask: {r['mask']['source']} ({r['mask']['axes']} {tuple(r['mask']['shape'])})")
+        tiles = r["patches_per_tile"]
+        spread = "" if tiles is None else (
+            f" (per tile: min {tiles['min']}, median {tiles['median']:g}, max {tiles['max']})")
+        print(f"  patches: {r['patches']} in {r['chunk_tiles']} chunk tiles{spread}")
+        s = r["seconds"]
+        print(f"  time: open {s['open'] * 1e3:.1f} ms, mask {s['mask'] * 1e3:.1f} ms, "
+              f"plan {s['plan'] * 1e3:.1f} ms")
+    if len(results) > 1:
+        print(f"total: {summary['patches']} patches in {summary['chunk_tiles']} chunk tiles of "
+              f"{len(results)} images")
+    if preview is not None:
+        print(f"preview: {preview['path']} ({preview['width']} x {preview['height']})")
+    return 0
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=args.out, size=args.size, quiet=args.quiet)
+
+
+# -- parser and entry point --------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``zarrsample`` argument parser (subcommands ``info``, ``plan``, ``demo``)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Inspect zarr / OME-Zarr images and plan patches over them.",
+        epilog="run 'zarrsample COMMAND --help' for the options and examples of a command",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
+
+    info = sub.add_parser("info", help="shape, axes, chunks, codecs and pyramid levels of a zarr image",
+                          description="Print the metadata of a zarr v2/v3 array or group, or of an "
+                          "OME-Zarr image (v0.4 and v0.5): shape, dtype, axes, chunks, codecs, "
+                          "pyramid levels with their scales, labels.", epilog=INFO_EXAMPLES,
+                          formatter_class=raw)
+    info.add_argument("path", help="local path or http(s) URL of a zarr array or group")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+
+    plan = sub.add_parser("plan", help="plan patches and report their counts (and draw them)",
+                          description="Plan the patches of one or more images with PatchSampler or "
+                          "BlueNoisePatchSampler and report counts per chunk tile and timings.",
+                          epilog=PLAN_EXAMPLES, formatter_class=raw)
+    plan.add_argument("paths", nargs="+", metavar="PATH", help="image path(s) or URL(s)")
+    plan.add_argument("--level", type=_non_negative, help="OME-Zarr pyramid level (default 0)")
+    plan.add_argument("--axes", help="axes of the image, e.g. CYX, when its metadata has none")
+    plan.add_argument("--spatial-axes", help="axes patches are taken along (default: Z, Y, X of the image)")
+    plan.add_argument("--patch-size", type=_sizes(1), default=256,
+                      help="patch size: an int or one per spatial axis, e.g. 256,128 (default 256)")
+    plan.add_argument("--stride", type=_sizes(1), help="grid step (default: the patch size)")
+    plan.add_argument("--pad", type=_sizes(0), help="context pixels around each patch (default 0)")
+    plan.add_argument("--sampler", choices=["grid", "bluenoise"], default="grid", help="default grid")
+    plan.add_argument("--seed", type=_non_negative, default=0, help="blue-noise seed (default 0)")
+    masks = plan.add_mutually_exclusive_group()
+    masks.add_argument("--mask", metavar="PATH", help="a sampling mask image at any scale")
+    masks.add_argument("--tissue", action="store_true", help="compute a tissue mask (Otsu) from a low level")
+    plan.add_argument("--mask-axes", help="axes of the --mask array when its metadata has none")
+    plan.add_argument("--min-area", type=_area, default=0.5,
+                      help="mask coverage needed: a fraction in [0, 1) or a pixel count (default 0.5)")
+    plan.add_argument("--allow-incomplete", action="store_true", help="keep patches crossing the border")
+    plan.add_argument("--preview", metavar="PNG", help="write a PNG of the image, mask and patches")
+    plan.add_argument("--preview-size", type=_positive, default=1024,
+                      help="longest side of the preview, pixels (default 1024)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    demo = sub.add_parser("demo", help="the end-to-end demo on a generated slide",
+                          description="Write a synthetic OME-Zarr slide, compute its tissue mask, plan "
+                          "patches with both samplers, run one epoch through PyTorch (2 workers), "
+                          "stitch an identity model's output and write a preview PNG.",
+                          epilog=DEMO_EXAMPLES, formatter_class=raw)
+    demo.add_argument("--out", type=Path, help="directory to keep the outputs in (default: a temporary one)")
+    demo.add_argument("--size", type=_positive, default=4096, help="slide side in pixels (default 4096)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``zarrsample`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Exit codes: 0 success, 1 bad data (missing path, not zarr, wrong axes,
+    level out of range, ...), 2 bad arguments, 130 interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or argparse's own errors
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        if args.command == "info":
+            return _run_info(args)
+        if args.command == "plan":
+            return _run_plan(args, parser)
+        return _run_demo(args)
+    except SystemExit as exc:  # parser.error from a command
+        return exc.code if isinstance(exc.code, int) else 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
+        print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,391 @@
+"""PatchDataset: plans, epoch order and the chunk-cached reader, framework-free."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral
+from typing import Any, Literal
+
+import numpy as np
+
+from .._checks import check_int
+from .._errors import ZarrsampleError
+from ..planning._plan import PatchPlan, check_plan_fits
+from ..reading._faults import OnError, SkipLog, check_on_error
+from ..reading._reader import PatchReader
+from ..reading._source_checks import check_sources
+from ..sources._collection import ImageCollection
+from ..sources._validate import recorded_metadata
+from ._epoch import EpochIterator
+from ._order import epoch_order, shard, shard_length
+from ._state import check_state, config_fingerprint
+
+__all__ = ["PatchDataset", "check_dataset", "whole_image_plan"]
+
+Sample = dict[str, Any]
+
+
+def whole_image_plan(collection: ImageCollection) -> PatchPlan:
+    """A plan with one patch: the whole reference image (``sampler=None``)."""
+    shape = collection.spatial_shape
+    d = len(shape)
+    return PatchPlan(
+        spatial_axes=collection.spatial_axes, image_shape=shape, patch_size=shape, stride=shape,
+        pad=(0,) * d, tile_shape=shape, toplefts=np.zeros((1, d), np.int64),
+        coverage=np.array([float(np.prod(shape))]),
+    )
+
+
+def _plan_digest(plan: PatchPlan) -> int:
+    return config_fingerprint(
+        axes=plan.spatial_axes, image=plan.image_shape, patch=plan.patch_size, pad=plan.pad,
+        tile=plan.tile_shape, toplefts=plan.toplefts, chunks=plan.chunk_ids,
+    )
+
+
+class PatchDataset:
+    """Patches of one or many images: random access and sharded epochs.
+
+    Parameters
+    ----------
+    collections : ImageCollection or sequence of ImageCollection
+        The images (with masks, labels, ...) to sample.
+    sampler : PatchSampler, optional
+        Plans the patches of each collection; None gives one sample per
+        whole image.
+    shuffle : bool
+        Shuffle each epoch (seeded by ``seed`` and the epoch number).
+    seed : int
+        Seed of the epoch orders.
+    draw_same_chunk : bool
+        With ``shuffle``: chunks in random order, each finished before the
+        next (each storage chunk read once per epoch per worker).
+    shuffle_window : int or None
+        With ``shuffle`` and not ``draw_same_chunk``: patches of this many
+        consecutive chunks (in shuffled chunk order) are interleaved, so the
+        cache needs only that many chunks; None shuffles all patches at once.
+    return_positions : bool
+        Add ``"position"`` ((D, 2) int64 ``[start, stop)`` per spatial axis,
+        pad included, reference pixels) and ``"image_index"`` to samples.
+    padding_mode, pad_value, output_axes, cache_bytes
+        As for :class:`PatchReader`.
+    transform : callable, optional
+        Applied to every sample dict (augmentation hook).
+    prefetch : int
+        Patches whose storage chunks an epoch iterator loads ahead (0: off).
+    read_threads : int
+        Threads that load chunks ahead (decoding releases the GIL, so it
+        overlaps with assembling patches and with the consumer's work).
+    plans : sequence of PatchPlan, optional
+        Precomputed plans (one per collection) instead of planning.
+    on_error : {"raise", "skip", "retry"}
+        What a storage chunk that cannot be read or decoded does.
+        ``"raise"``: :class:`..reading._faults.ChunkReadError` (naming image, array
+        path, chunk and patch window) at once. ``"retry"``: transient I/O
+        errors (connection reset/refused, timeouts, HTTP 5xx) are retried
+        ``retries`` times with exponential ``backoff``, then raised; decode
+        errors are raised at once. ``"skip"``: retried likewise, then the
+        patch is replaced by the next readable patch in plan order (see
+        Notes).
+    retries, backoff : int, float
+        Retries of a transient error and the first wait in seconds (doubled
+        each retry, deterministic jitter); unused with ``on_error="raise"``.
+    check_sources : bool
+        Re-read each image's metadata at every :meth:`epoch` call (one small
+        read per image) and refuse to go on if its shape, dtype or chunks
+        changed since it was opened.
+
+    Raises
+    ------
+    TypeError, ZarrsampleError
+        Bad parameter types or values; the message names the parameter.
+
+    Notes
+    -----
+    A sample is a dict with one array per modality except ``"masks"``.
+    ``ds[i]`` is the i-th patch of the unshuffled plan (image by image,
+    chunk by chunk). Memory: the plans (``8 * (D + 1)`` bytes per patch) plus
+    the reader's chunk cache.
+
+    With ``on_error="skip"`` every read path (epoch iterators, ``ds[i]`` as
+    used by the torch map-style, TensorFlow and Grain adapters) returns, for
+    an unreadable patch ``i``, the first readable patch of ``i+1, i+2, ...``
+    (plan order, wrapping): deterministic given which patches are
+    unreadable, and epochs and shards keep their lengths. ``stats()``
+    counts ``skipped_patches`` (reads served by a replacement) and
+    ``unreadable_patches``; the first failure of each image logs one
+    warning on the ``"zarrsample"`` logger. Unreadable patches are
+    remembered (not read again) until the next :meth:`epoch` call. Each
+    process (DataLoader worker) keeps its own counters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+    >>> coll = ImageCollection({"images": open_image(np.arange(64).reshape(8, 8), axes="YX")},
+    ...                        spatial_axes="YX")
+    >>> ds = PatchDataset(coll, PatchSampler(4, spatial_axes="YX"), shuffle=True, seed=1)
+    >>> len(ds), ds[0]["images"].shape
+    (4, (4, 4))
+    >>> it = ds.epoch(0, world_size=2, rank=1)
+    >>> first = next(it)["images"]; state = it.state()
+    >>> rest = [s["images"] for s in ds.epoch(world_size=2, rank=1, state=state)]
+    >>> len(rest)
+    1
+    """
+
+    def __init__(
+        self,
+        collections: ImageCollection | Sequence[ImageCollection],
+        sampler: Any = None,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        draw_same_chunk: bool = False,
+        shuffle_window: int | None = 8,
+        return_positions: bool = False,
+        padding_mode: Literal["constant", "reflect", "edge", "symmetric", "wrap"] = "constant",
+        pad_value: int | float = 0,
+        transform: Callable[[Sample], Any] | None = None,
+        output_axes: Mapping[str, str] | None = None,
+        cache_bytes: int = 256 * 2**20,
+        prefetch: int = 256,
+        read_threads: int = 3,
+        plans: Sequence[PatchPlan] | None = None,
+        on_error: OnError = "raise",
+        retries: int = 3,
+        backoff: float = 0.05,
+        check_sources: bool = True,
+    ) -> None:
+        if isinstance(collections, ImageCollection):
+            collections = [collections]
+        if not isinstance(collections, Sequence) or not all(
+            isinstance(c, ImageCollection) for c in collections
+        ) or not collections:
+            raise TypeError("collections must be an ImageCollection or a non-empty sequence of them")
+        for name, flag in (("shuffle", shuffle), ("draw_same_chunk", draw_same_chunk),
+                           ("return_positions", return_positions)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {transform!r}")
+        if shuffle_window is not None:
+            check_int(shuffle_window, "shuffle_window", 1)
+        self.collections = list(collections)
+        self.sampler = sampler
+        self.shuffle, self.seed = shuffle, check_int(seed, "seed")
+        self.draw_same_chunk, self.shuffle_window = draw_same_chunk, shuffle_window
+        self.return_positions, self.transform = return_positions, transform
+        self.prefetch = check_int(prefetch, "prefetch")
+        self.on_error = check_on_error(on_error)
+        if not isinstance(check_sources, bool):
+            raise TypeError(f"check_sources must be a bool, got {check_sources!r}")
+        self.check_sources = check_sources
+        self.reader = PatchReader(
+            padding_mode=padding_mode, pad_value=pad_value, output_axes=output_axes,
+            cache_bytes=cache_bytes, prefetch_workers=check_int(read_threads, "read_threads"),
+            retries=0 if on_error == "raise" else check_int(retries, "retries"), backoff=backoff,
+            remember_failures=on_error == "skip",
+        )
+        self._skip = SkipLog()
+        self._recorded = [
+            (f"collection {i} modality {k!r}", c[k], recorded_metadata(c[k]))
+            for i, c in enumerate(self.collections) for k in c
+        ]
+        self.plans = self._make_plans(plans)
+        sizes = np.array([len(p) for p in self.plans], np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)])
+        # Consecutive runs of one chunk, over all images: the unit of locality.
+        runs = [np.diff(np.flatnonzero(np.diff(p.chunk_ids, prepend=-1, append=-1))) for p in self.plans]
+        self._chunk_sizes = np.concatenate(runs).astype(np.int64) if runs else np.zeros(0, np.int64)
+        self._fingerprint = config_fingerprint(
+            plans=tuple(_plan_digest(p) for p in self.plans),
+            images=tuple(
+                (k, tuple(c[k].shape), str(c[k].dtype), c[k].axes) for c in self.collections for k in c
+            ),
+            shuffle=shuffle, draw_same_chunk=draw_same_chunk, window=shuffle_window,
+        )
+
+    def _make_plans(self, plans: Sequence[PatchPlan] | None) -> list[PatchPlan]:
+        if plans is None:
+            if self.sampler is None:
+                return [whole_image_plan(c) for c in self.collections]
+            if not hasattr(self.sampler, "plan"):
+                raise TypeError(f"sampler must be a PatchSampler or None, got {self.sampler!r}")
+            return [self.sampler.plan(c) for c in self.collections]
+        plans = list(plans)
+        if len(plans) != len(self.collections) or not all(isinstance(p, PatchPlan) for p in plans):
+            raise ZarrsampleError(
+                f"plans must hold one PatchPlan per collection ({len(self.collections)}), got {len(plans)}"
+            )
+        for i, (plan, coll) in enumerate(zip(plans, self.collections)):
+            check_plan_fits(plan, coll, name=f"plans[{i}]")  # axes, extents, chunk tile
+        return plans
+
+    def __repr__(self) -> str:
+        return (
+            f"PatchDataset({len(self.collections)} images, {len(self)} patches, shuffle={self.shuffle}, "
+            f"seed={self.seed}, draw_same_chunk={self.draw_same_chunk}, "
+            f"shuffle_window={self.shuffle_window})"
+        )
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def __getitem__(self, index: int) -> Any:
+        if isinstance(index, bool) or not isinstance(index, Integral):
+            raise TypeError(f"index must be an int, got {index!r}")
+        n = len(self)
+        i = int(index) + n if index < 0 else int(index)
+        if not 0 <= i < n:
+            raise IndexError(f"index {index} is out of range for a dataset of {n} patches")
+        return self._sample(i)
+
+    def _window(self, i: int) -> tuple[int, PatchPlan, np.ndarray, np.ndarray]:
+        k = int(np.searchsorted(self._offsets, i, side="right")) - 1
+        plan = self.plans[k]
+        topleft = plan.toplefts[i - self._offsets[k]]
+        pad = np.asarray(plan.pad, np.int64)
+        return k, plan, topleft - pad, topleft + np.asarray(plan.patch_size, np.int64) + pad
+
+    def _sample(self, i: int) -> Any:
+        if self.on_error == "skip":
+            return self._skip.sample(i, len(self), self._read_sample, self._image_of)
+        return self._read_sample(i)
+
+    def _image_of(self, i: int) -> int:
+        return int(np.searchsorted(self._offsets, i, side="right")) - 1
+
+    def _read_sample(self, i: int) -> Any:
+        k, plan, start, stop = self._window(i)
+        sample: Sample = self.reader.read(
+            self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k
+        )
+        if self.return_positions:
+            sample["position"] = np.stack([start, stop], axis=1)
+            sample["image_index"] = k
+        return sample if self.transform is None else self.transform(sample)
+
+    def _prefetch(self, indices: np.ndarray) -> None:
+        """Start loading the chunks of these patches (any images) in the background."""
+        images = np.searchsorted(self._offsets, indices, side="right") - 1
+        for k in np.unique(images).tolist():
+            plan = self.plans[k]
+            rows = indices[images == k] - self._offsets[k]
+            pad = np.asarray(plan.pad, np.int64)
+            start = plan.toplefts[rows] - pad
+            stop = plan.toplefts[rows] + np.asarray(plan.patch_size, np.int64) + pad
+            self.reader.prefetch(self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k)
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this process: ``chunk_reads``, ``cache_hits``, ``evictions``,
+        ``cached_bytes`` (the reader's), ``skipped_patches`` and ``unreadable_patches``."""
+        return {**self.reader.stats(), **self._skip.stats()}
+
+    @property
+    def fingerprint(self) -> int:
+        """63-bit fingerprint of plans, images and order options (checked when restoring a state)."""
+        return self._fingerprint
+
+    def epoch_length(
+        self, *, rank: int = 0, world_size: int = 1, worker: int = 0, num_workers: int = 1,
+        drop_remainder: bool = False,
+    ) -> int:
+        """Samples one shard delivers per epoch (what ``len(ds.epoch(...))`` gives)."""
+        return shard_length(
+            len(self), rank=rank, world_size=world_size, worker=worker, num_workers=num_workers,
+            drop_remainder=drop_remainder,
+        )
+
+    def order(self, epoch: int = 0, *, seed: int | None = None, shuffle: bool | None = None) -> np.ndarray:
+        """The whole epoch's patch order (before sharding), ``(len(self),)`` int64.
+
+        ``seed`` and ``shuffle`` override the dataset's own (for adapters
+        whose API takes them).
+        """
+        return epoch_order(
+            self._chunk_sizes,
+            seed=self.seed if seed is None else check_int(seed, "seed"),
+            epoch=check_int(epoch, "epoch"),
+            shuffle=self.shuffle if shuffle is None else shuffle,
+            draw_same_chunk=self.draw_same_chunk,
+            shuffle_window=self.shuffle_window,
+        )
+
+    def epoch(
+        self,
+        epoch: int | None = None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        worker: int = 0,
+        num_workers: int = 1,
+        drop_remainder: bool = False,
+        state: Mapping[str, int] | None = None,
+    ) -> EpochIterator:
+        """An iterator over this shard's samples of one epoch.
+
+        Parameters
+        ----------
+        epoch : int, optional
+            Epoch number (default 0, or the epoch saved in ``state``).
+        rank, world_size : int
+            This process's place among the data-parallel ranks.
+        worker, num_workers : int
+            This reader's place among the rank's loader workers.
+        drop_remainder : bool
+            Equal counts per rank by dropping the tail of the epoch order
+            (True) or by repeating patches from its start (False).
+        state : dict, optional
+            An ``iterator.state()`` to resume from. A state saved at the end
+            of an epoch lets another ``epoch`` start from its beginning.
+
+        Raises
+        ------
+        ZarrsampleError
+            ``state`` comes from another configuration (the message names
+            what differs), or ``epoch`` disagrees with it; an image changed
+            on storage since it was opened (``check_sources``).
+        """
+        if self.check_sources:
+            check_sources(self._recorded, self.reader.retry.call)
+        self._skip.reset()
+        self.reader.forget_failures()
+        config = dict(
+            world_size=check_int(world_size, "world_size", 1), rank=check_int(rank, "rank"),
+            num_workers=check_int(num_workers, "num_workers", 1), worker=check_int(worker, "worker"),
+            drop_remainder=int(drop_remainder), seed=self.seed, n_patches=len(self),
+            shuffle=int(self.shuffle), fingerprint=self._fingerprint,
+        )
+        position = 0
+        if state is not None:
+            saved_epoch, position = check_state(state, expected=config)
+            if epoch is not None and epoch != saved_epoch:
+                total = shard_length(
+                    len(self), rank=config["rank"], world_size=config["world_size"],
+                    worker=config["worker"], num_workers=config["num_workers"],
+                    drop_remainder=drop_remainder,
+                )
+                if position < total:
+                    raise ZarrsampleError(
+                        f"epoch={epoch} but the state was saved inside epoch {saved_epoch} "
+                        f"({position} of {total} samples): resume epoch {saved_epoch} first"
+                    )
+                position = 0  # the saved epoch was finished: `epoch` starts from its beginning
+            else:
+                epoch = saved_epoch
+        epoch = 0 if epoch is None else check_int(epoch, "epoch")
+        indices = shard(
+            self.order(epoch), rank=config["rank"], world_size=config["world_size"],
+            worker=config["worker"], num_workers=config["num_workers"], drop_remainder=drop_remainder,
+        )
+        if position > len(indices):
+            raise ZarrsampleError(f"state position {position} is past this shard's {len(indices)} patches")
+        return EpochIterator(self, indices, epoch=epoch, position=position, config=config)
+
+
+def check_dataset(dataset: object) -> PatchDataset:
+    """``dataset`` if it is a :class:`PatchDataset` (what adapters wrap), else a TypeError."""
+    if not isinstance(dataset, PatchDataset):
+        raise TypeError(f"dataset must be a zarrsample_core.PatchDataset, got {type(dataset).__name__}")
+    return dataset

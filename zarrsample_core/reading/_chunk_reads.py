@@ -1,0 +1,125 @@
+"""Reading a window's storage chunks: their ranges, runs of neighbours, the copy into a patch."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._errors import ZarrsampleError
+from ._cache import ChunkCache
+from ._faults import RetryPolicy, _Exhausted, chunk_read_error, is_transient
+
+if TYPE_CHECKING:
+    from ..sources._collection import ImageLike
+
+__all__ = ["Range", "Source", "assemble", "chunk_ranges", "chunk_runs", "read_run"]
+
+#: ``(start, stop)`` of a region, one int per image axis.
+Range = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class Source:
+    """What one modality needs for one window (image axes order)."""
+
+    name: str
+    image: ImageLike
+    prefix: tuple[Any, ...]  # cache key prefix
+    sizes: tuple[int, ...]  # window size per axis
+    lo: tuple[int, ...]  # source range to read, per axis
+    hi: tuple[int, ...]
+    dst: tuple[slice, ...]  # where that range lands (direct copy only)
+    maps: tuple[np.ndarray | None, ...]  # gather indices into [lo, hi), or None
+    padded: bool  # some window position lies outside the image
+    window: tuple[tuple[int, ...], tuple[int, ...]]  # the patch window (reference pixels)
+    spatial_axes: str
+
+
+def chunk_ranges(source: Source) -> Iterator[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """(chunk index, chunk start, chunk stop) in image coordinates, clipped to the image."""
+    image = source.image
+    per_axis = []
+    for lo, hi, c, o, m in zip(source.lo, source.hi, image.chunks, image.origin, image.shape):
+        first, last = (lo + o) // c, (hi - 1 + o) // c
+        per_axis.append([(k, max(k * c - o, 0), min((k + 1) * c - o, m)) for k in range(first, last + 1)])
+    for combo in itertools.product(*per_axis):
+        yield (
+            tuple(k for k, _, _ in combo),
+            tuple(a for _, a, _ in combo),
+            tuple(b for _, _, b in combo),
+        )
+
+
+def _read_region(image: ImageLike, start: tuple[int, ...], stop: tuple[int, ...]) -> np.ndarray:
+    return image.read(tuple(slice(a, b) for a, b in zip(start, stop)))
+
+
+def chunk_runs(indices: list[tuple[int, ...]], longest: int = 8) -> list[list[tuple[int, ...]]]:
+    """Split sorted chunk indices into runs of consecutive chunks along the last axis."""
+    runs: list[list[tuple[int, ...]]] = []
+    for index in indices:
+        last = runs[-1][-1] if runs else None
+        if (
+            last is not None and len(runs[-1]) < longest
+            and index[:-1] == last[:-1] and index[-1] == last[-1] + 1
+        ):
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return runs
+
+
+def read_run(
+    image: ImageLike, regions: list[Range], retry: RetryPolicy, run: list[tuple[int, ...]]
+) -> list[np.ndarray]:
+    """Read neighbouring chunk regions (a run along the last axis) with one call.
+
+    With ``retry.retries > 0`` the chunks are read concurrently but each on
+    its own (:meth:`..sources._image.Image.read_many`), so that a transient error is
+    retried for its chunk alone, not by fetching the whole run again.
+    """
+    if retry.retries and hasattr(image, "read_many"):
+        selections = [tuple(slice(a, b) for a, b in zip(lo, hi)) for lo, hi in regions]
+        chunks = image.read_many(selections)
+        for k, ((lo, hi), index) in enumerate(zip(regions, run)):
+            error = chunks[k]
+            if isinstance(error, Exception):
+                if not is_transient(error):
+                    raise error
+                chunks[k] = retry.call(partial(_read_region, image, lo, hi), f"{image.name} {index}")
+        return chunks
+    start, stop = regions[0][0], regions[-1][1]
+    block = _read_region(image, start, stop)
+    return [block[..., lo[-1] - start[-1] : hi[-1] - start[-1]] for lo, hi in regions]
+
+
+def assemble(cache: ChunkCache, source: Source, dest: np.ndarray, retry: RetryPolicy) -> None:
+    """Copy the source range ``[lo, hi)`` into ``dest`` (shape ``hi - lo``) from chunks."""
+    lo, hi = source.lo, source.hi
+    if source.image.backend == "numpy":
+        dest[...] = _read_region(source.image, lo, hi)
+        return
+    for index, a, b in chunk_ranges(source):
+        load = partial(_read_region, source.image, a, b)
+        if retry.retries:
+            load = partial(retry.call, load, f"{source.image.name} {index}")
+        try:
+            chunk = cache.get_or_load((*source.prefix, index), load)
+        except ZarrsampleError:
+            raise  # a configuration error (e.g. tensorstore after fork), not a bad chunk
+        except _Exhausted as exc:
+            raise _chunk_error(source, index, exc.error, exc.attempts) from exc.error
+        except Exception as exc:
+            raise _chunk_error(source, index, exc, 1) from exc
+        src = tuple(slice(max(l, s) - s, min(h, e) - s) for l, h, s, e in zip(lo, hi, a, b))
+        dst = tuple(slice(max(l, s) - l, min(h, e) - l) for l, h, s, e in zip(lo, hi, a, b))
+        dest[dst] = chunk[src]
+
+
+def _chunk_error(source: Source, index: tuple[int, ...], error: BaseException, attempts: int) -> Exception:
+    return chunk_read_error(source.name, source.image, index, source.window, source.spatial_axes, error, attempts)

@@ -1,0 +1,224 @@
+"""ImageCollection: the modalities of one sample (image, mask, labels, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from fractions import Fraction
+from typing import Any, Protocol
+
+import numpy as np
+
+from .._errors import ZarrsampleError
+from ._axes import check_axes
+
+__all__ = ["BlockReader", "ImageCollection", "ImageLike"]
+
+#: Reads mask rows ``[lo, hi)`` along the first spatial axis, all of every other
+#: spatial axis, as an array with one dimension per spatial axis.
+BlockReader = Callable[[int, int], np.ndarray]
+
+#: The modality that restricts where patches are sampled.
+MASK_KEY = "masks"
+
+
+class ImageLike(Protocol):
+    """What :class:`ImageCollection` and :class:`~zarrsample_core.PatchReader` use of an image.
+
+    :class:`~zarrsample_core.Image` (see :func:`~zarrsample_core.open_image`)
+    satisfies it. The members are read-only; ``read`` takes one slice per axis
+    (``axes`` order, ROI-relative coordinates, step None or 1) and returns a
+    new array of shape ``stop - start`` per axis and dtype ``dtype``.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def axes(self) -> str: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+    @property
+    def chunks(self) -> tuple[int, ...]: ...
+    @property
+    def origin(self) -> tuple[int, ...]: ...
+    @property
+    def backend(self) -> str: ...
+
+    def read(self, selection: tuple[slice, ...]) -> np.ndarray: ...
+
+
+class ImageCollection:
+    """The aligned modalities of one image: reference, optional mask, others.
+
+    Parameters
+    ----------
+    modalities : mapping of str to Image
+        Modality name to :class:`Image` (see :func:`open_image`). The first key
+        is the reference (usually ``"images"``): patch positions are in its
+        pixels. The key ``"masks"``, if present, is the sampling mask; other
+        keys (``"labels"``, ...) are read alongside.
+    spatial_axes : str
+        The axes patches are taken along (default ``"ZYX"``). Axes missing
+        from a modality count as size 1.
+
+    Raises
+    ------
+    TypeError
+        ``modalities`` is not a non-empty mapping of names to images.
+    ZarrsampleError
+        A modality has a spatial axis that the reference lacks, or the mask
+        has a non-spatial axis longer than 1.
+
+    Notes
+    -----
+    The scale of each modality relative to the reference is derived from
+    the shapes on the spatial axes, as an exact fraction: a 1/16 tissue
+    mask, a 2x finer mask, or a non-integer ratio (image 1000 px, mask
+    333 px) are all allowed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from zarrsample_core import ImageCollection, open_image
+    >>> coll = ImageCollection({
+    ...     "images": open_image(np.zeros((3, 64, 48), np.uint8), axes="CYX"),
+    ...     "masks": open_image(np.ones((4, 3), bool), axes="YX"),
+    ... }, spatial_axes="YX")
+    >>> coll.spatial_shape
+    (64, 48)
+    >>> coll.scale("masks")
+    (Fraction(1, 16), Fraction(1, 16))
+    """
+
+    def __init__(self, modalities: Mapping[str, ImageLike], spatial_axes: str = "ZYX") -> None:
+        if not isinstance(modalities, Mapping) or not modalities:
+            raise TypeError(
+                f"modalities must be a non-empty mapping of names to images, got {modalities!r}"
+            )
+        for key, image in modalities.items():
+            if not isinstance(key, str):
+                raise TypeError(f"modality names must be strings, got {key!r}")
+            if not all(hasattr(image, a) for a in ("shape", "axes", "chunks", "read")):
+                raise TypeError(
+                    f"modality {key!r} must be an Image (see open_image), got {type(image).__name__}"
+                )
+        self.spatial_axes: str = check_axes(spatial_axes, name="spatial_axes")
+        self._modalities: dict[str, ImageLike] = dict(modalities)
+        self.reference_name: str = next(iter(self._modalities))
+        ref_axes = self.reference.axes
+        for key, image in self._modalities.items():
+            extra = [
+                a for a in image.axes
+                if a in self.spatial_axes and a not in ref_axes and self._extent(image, a) > 1
+            ]
+            if extra:
+                raise ZarrsampleError(
+                    f"modality {key!r} (axes {image.axes!r}) has spatial axes {extra} that the "
+                    f"reference {self.reference_name!r} (axes {ref_axes!r}) lacks"
+                )
+        mask = self.mask
+        if mask is not None:
+            wide = {a: s for a, s in zip(mask.axes, mask.shape) if a not in self.spatial_axes and s > 1}
+            if wide:
+                raise ZarrsampleError(
+                    f"the mask must have size 1 on non-spatial axes, got {wide} "
+                    f"(mask axes {mask.axes!r}, spatial_axes {self.spatial_axes!r})"
+                )
+
+    @staticmethod
+    def _extent(image: ImageLike, axis: str) -> int:
+        return int(image.shape[image.axes.index(axis)]) if axis in image.axes else 1
+
+    def __getitem__(self, name: str) -> ImageLike:
+        return self._modalities[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._modalities
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modalities)
+
+    def __len__(self) -> int:
+        return len(self._modalities)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}: {v.axes} {tuple(v.shape)}" for k, v in self._modalities.items())
+        return f"ImageCollection({{{parts}}}, spatial_axes={self.spatial_axes!r})"
+
+    @property
+    def modalities(self) -> dict[str, ImageLike]:
+        """A copy of the ``{name: Image}`` mapping."""
+        return dict(self._modalities)
+
+    @property
+    def reference(self) -> ImageLike:
+        """The reference image (first modality)."""
+        return self._modalities[self.reference_name]
+
+    @property
+    def mask_name(self) -> str | None:
+        """``"masks"`` when a mask is present, else None."""
+        return MASK_KEY if MASK_KEY in self._modalities and MASK_KEY != self.reference_name else None
+
+    @property
+    def mask(self) -> ImageLike | None:
+        """The sampling mask image, or None (every position samplable)."""
+        name = self.mask_name
+        return None if name is None else self._modalities[name]
+
+    def spatial_extent(self, name: str, axes: str | None = None) -> tuple[int, ...]:
+        """Extent of modality ``name`` per spatial axis (1 where absent).
+
+        ``axes`` overrides the collection's ``spatial_axes`` (a sampler's own).
+        """
+        image = self._modalities[name]
+        return tuple(self._extent(image, a) for a in (axes or self.spatial_axes))
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Reference extent per spatial axis (1 where absent)."""
+        return self.spatial_extent(self.reference_name)
+
+    def spatial_chunks(self, axes: str | None = None) -> tuple[int, ...]:
+        """Reference storage chunk per spatial axis (1 where absent)."""
+        ref = self.reference
+        return tuple(
+            int(ref.chunks[ref.axes.index(a)]) if a in ref.axes else 1
+            for a in (axes or self.spatial_axes)
+        )
+
+    def scale(self, name: str) -> tuple[Fraction, ...]:
+        """Exact size ratio modality / reference per spatial axis."""
+        return tuple(
+            Fraction(m, n) for m, n in zip(self.spatial_extent(name), self.spatial_shape)
+        )
+
+    def mask_reader(self, axes: str | None = None) -> BlockReader:
+        """A ``read_block(lo, hi)`` over the mask in spatial-axes order.
+
+        Returns mask rows ``[lo, hi)`` along the first spatial axis and all of
+        the others, as an array with one dimension per spatial axis (size 1
+        for axes the mask lacks); non-spatial axes (size 1) are dropped.
+        """
+        mask = self.mask
+        if mask is None:
+            raise ZarrsampleError("this collection has no 'masks' modality")
+        axes = axes or self.spatial_axes
+        first = axes[0]
+        present = [a for a in mask.axes if a in axes]
+        order = [present.index(a) for a in axes if a in present]
+        expand = [i for i, a in enumerate(axes) if a not in present]
+        drop = tuple(i for i, a in enumerate(mask.axes) if a not in axes)
+
+        def read_block(lo: int, hi: int) -> np.ndarray:
+            selection = tuple(
+                slice(lo, hi) if a == first else (slice(None) if a in axes else slice(0, 1))
+                for a in mask.axes
+            )
+            block = np.asarray(mask.read(selection))
+            block = block.reshape([s for i, s in enumerate(block.shape) if i not in drop])
+            block = np.transpose(block, order)
+            return np.expand_dims(block, expand) if expand else block
+
+        return read_block

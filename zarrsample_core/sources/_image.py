@@ -1,0 +1,264 @@
+"""Image: a read-only n-D image whose array handle is (re)opened lazily, per process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.storage import FsspecStore, LocalStore
+
+from .._errors import ZarrsampleError
+from ._roi import selection_bounds
+
+__all__ = ["HTTP_TIMEOUT", "HTTP_TIMEOUT_ENV", "Image", "http_timeout", "url_store"]
+
+# (pid, tensorstore.Context) of the process that first read with tensorstore:
+# shared thread pools, and the marker that a fork()ed child must not use it.
+_ts_context: tuple[int, Any] | None = None
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Image:
+    """A read-only, lazily opened n-D image (or one pyramid level of one).
+
+    Create with :func:`._io.open_image`. All coordinates given to
+    :meth:`read` are relative to the region of interest, whose start in the
+    stored array is ``origin``.
+
+    Attributes
+    ----------
+    name : str
+        Source path or URL plus the array path inside it, for messages.
+    axes : str
+        One upper-case letter per dimension, e.g. ``"CYX"``.
+    shape : tuple of int
+        Shape of the image after the region of interest.
+    dtype : numpy.dtype
+        Element type of :meth:`read` results (native byte order).
+    chunks : tuple of int
+        Storage chunk shape of the stored array (the inner chunk when the
+        zarr v3 array is sharded; the full shape for numpy sources). Chunk
+        boundaries lie at multiples of ``chunks`` in stored coordinates,
+        i.e. at ``k * chunks - origin`` in image coordinates.
+    origin : tuple of int
+        Start of the region of interest in the stored array.
+    level : int
+        Pyramid level opened (0 for arrays that are not OME-Zarr levels).
+    levels : tuple of tuple of int
+        Stored shape of every pyramid level, finest first (one entry for
+        plain arrays).
+    backend : str
+        ``"zarr"``, ``"tensorstore"`` or ``"numpy"``.
+
+    Notes
+    -----
+    Pickling and copying cost O(1) and carry no open handle for sources
+    opened from a path or URL: the array is re-opened on first use, and again
+    whenever ``os.getpid()`` changed (after ``fork()``), so tensorstore and
+    fsspec objects never cross process boundaries. ``zarr.Array`` objects
+    given directly and numpy arrays are pickled as they are.
+
+    tensorstore refuses to run in a ``fork()``ed child once its parent has
+    used it (the child aborts). ``backend="tensorstore"`` therefore opens the
+    array on the first :meth:`read`, not in :func:`._io.open_image`; a child forked
+    after a tensorstore read in the parent gets a ``ZarrsampleError`` instead
+    of an abort. Use the ``"spawn"`` or ``"forkserver"`` start method for
+    worker processes when the parent reads with tensorstore.
+    """
+
+    name: str
+    axes: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...]
+    origin: tuple[int, ...]
+    level: int
+    levels: tuple[tuple[int, ...], ...]
+    backend: str
+    _spec: tuple[Any, ...] | None = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions (``len(axes)``)."""
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return (
+            f"Image(name={self.name!r}, axes={self.axes!r}, shape={self.shape}, "
+            f"dtype={self.dtype}, chunks={self.chunks}, origin={self.origin}, "
+            f"level={self.level}, levels={self.levels}, backend={self.backend!r})"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cache"] = {} if self._spec is not None else dict(self._cache)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
+    def _array(self) -> Any:
+        """The array handle, (re-)opened in this process if needed."""
+        cache = self._cache
+        if self._spec is not None and cache.get("pid") != os.getpid():
+            cache["handle"] = _open_spec(self._spec, self.name)
+            cache["pid"] = os.getpid()
+        return cache["handle"]
+
+    def read(self, selection: tuple[slice, ...] | None = None) -> np.ndarray:
+        """Read pixels.
+
+        Parameters
+        ----------
+        selection : tuple of slice, optional
+            One slice per axis, in ``axes`` order and image (ROI-relative)
+            coordinates. Bounds are None or ints in ``[0, shape[i]]`` with
+            ``start <= stop``; ``step`` is None or 1. None reads everything.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``stop - start`` per axis, dtype ``self.dtype``, exact
+            stored values. Always a new array (never a view of the source).
+
+        Raises
+        ------
+        TypeError
+            ``selection`` is not a tuple of slices.
+        ZarrsampleError
+            Wrong number of slices, a step other than 1, or bounds outside
+            ``[0, shape]``.
+
+        Notes
+        -----
+        One zarr (or tensorstore) read per call, which decodes every chunk
+        the selection touches; memory is the output array plus the
+        library's decoding buffers.
+
+        Examples
+        --------
+        >>> from zarrsample_core import open_image
+        >>> image = open_image(np.arange(12).reshape(3, 4), axes="YX", roi="(1,1):(2,3)")
+        >>> image.read((slice(0, 1), slice(None)))
+        array([[5, 6, 7]])
+        """
+        start, stop = selection_bounds(selection, self.shape)
+        index = tuple(slice(o + a, o + b) for o, a, b in zip(self.origin, start, stop))
+        array = self._array()
+        if self.backend == "tensorstore":
+            return np.asarray(array[index].read().result(), dtype=self.dtype)
+        if self.backend == "numpy":
+            return np.array(array[index], dtype=self.dtype, copy=True)
+        return np.asarray(array[index], dtype=self.dtype)
+
+    def read_many(self, selections: list[tuple[slice, ...]]) -> list[np.ndarray | Exception]:
+        """Read several selections concurrently; each result is an array or its own error.
+
+        Same rules as :meth:`read` per selection. One failing selection (e.g.
+        a chunk whose request failed) does not fail the others, so only it
+        needs to be read again. zarr reads them in one event-loop call,
+        tensorstore with one read future each.
+        """
+        indices = []
+        for selection in selections:
+            start, stop = selection_bounds(selection, self.shape)
+            indices.append(tuple(slice(o + a, o + b) for o, a, b in zip(self.origin, start, stop)))
+        array = self._array()
+        results: list[Any]
+        if self.backend == "tensorstore":
+            futures = [array[index].read() for index in indices]
+            results = []
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except Exception as exc:  # noqa: BLE001 - returned to the caller
+                    results.append(exc)
+        elif self.backend == "zarr":
+            from zarr.core.sync import sync
+
+            async def gather() -> list[Any]:
+                jobs = (array._async_array.getitem(index) for index in indices)
+                return await asyncio.gather(*jobs, return_exceptions=True)
+
+            results = sync(gather())
+        else:
+            results = [array[index] for index in indices]
+        return [r if isinstance(r, Exception) else np.array(r, dtype=self.dtype) for r in results]
+
+
+def _native(dtype: Any) -> np.dtype:
+    dtype = np.dtype(dtype)
+    return dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
+
+
+#: Seconds an HTTP(S) request may wait to connect or for more data before it
+#: fails (as a transient error: ``on_error="retry"`` retries it).
+HTTP_TIMEOUT_ENV = "ZARRSAMPLE_HTTP_TIMEOUT"
+HTTP_TIMEOUT = 60.0
+
+
+def http_timeout() -> float:
+    """The HTTP timeout in seconds: ``$ZARRSAMPLE_HTTP_TIMEOUT``, else :data:`HTTP_TIMEOUT`."""
+    text = os.environ.get(HTTP_TIMEOUT_ENV)
+    if text is None:
+        return HTTP_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ZarrsampleError(f"${HTTP_TIMEOUT_ENV} must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def url_store(url: str) -> FsspecStore:
+    """A read-only fsspec store at ``url``; http(s) requests time out after :func:`http_timeout`.
+
+    Without it a server that accepts a request and never answers would
+    block a read for aiohttp's default five minutes.
+    """
+    options: dict[str, Any] | None = None
+    if url.startswith(("http://", "https://")):
+        import aiohttp
+
+        seconds = http_timeout()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+        options = {"client_kwargs": {"timeout": timeout}}
+    return FsspecStore.from_url(url, storage_options=options, read_only=True)
+
+
+def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
+    """Open a read-only array handle from a picklable spec."""
+    if spec[0] == "zarr":
+        _, kind, root, path, zarr_format = spec
+        store: Any = (
+            LocalStore(root, read_only=True)
+            if kind == "file"
+            else url_store(root)
+        )
+        return zarr.open_array(store=store, path=path, mode="r", zarr_format=zarr_format)
+    import tensorstore as ts
+
+    global _ts_context
+    if _ts_context is not None and _ts_context[0] != os.getpid():
+        raise ZarrsampleError(
+            f"cannot read {name} with backend='tensorstore' in process {os.getpid()}: it was "
+            f"fork()ed after process {_ts_context[0]} used tensorstore, and tensorstore aborts "
+            "after fork(). Start workers with the 'spawn' or 'forkserver' method (e.g. torch "
+            "DataLoader(multiprocessing_context='spawn')), do not read with tensorstore before "
+            "forking, or use backend='zarr'"
+        )
+    if _ts_context is None:
+        # No retries inside tensorstore: a failing server errors at once (instead of
+        # tensorstore's minutes of backoff) and PatchReader's `retries` apply to both backends.
+        _ts_context = (os.getpid(), ts.Context({"http_request_retries": {"max_retries": 0}}))
+    try:
+        return ts.open(spec[1], read=True, open=True, context=_ts_context[1]).result()
+    except ValueError as exc:
+        raise ZarrsampleError(f"tensorstore could not open {name}: {exc}") from exc

@@ -1,0 +1,265 @@
+"""Open an image: path, URL, zarr array/group (OME-Zarr aware) or numpy array.
+
+``open_image`` resolves the source once (group -> OME-Zarr level or
+``data_group`` array, axes, region of interest) and returns an ``Image``
+(:mod:`._image`): a small picklable description plus a lazily opened array
+handle. Nothing is ever written: zarr stores are opened read-only,
+tensorstore with ``read=True`` only.
+"""
+
+from __future__ import annotations
+
+import os
+from numbers import Integral
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+from zarr.errors import NodeNotFoundError
+from zarr.storage import FsspecStore, LocalStore
+
+from .._errors import ZarrsampleError
+from ._axes import KNOWN_AXES
+from ._image import Image, _native, url_store
+from ._ome import join_path, resolve_axes, resolve_node
+from ._roi import parse_roi
+from ._validate import check_array_metadata, metadata_error
+
+__all__ = ["Backend", "open_image"]
+
+Backend = Literal["zarr", "tensorstore"]
+_BACKENDS = ("zarr", "tensorstore")
+
+
+def open_image(
+    source: Any,
+    *,
+    axes: str | None = None,
+    level: int | None = None,
+    data_group: str | None = None,
+    roi: tuple[slice, ...] | str | None = None,
+    backend: Backend = "zarr",
+) -> Image:
+    """Open an image for patch reading, without reading pixels.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, zarr.Array, zarr.Group or numpy.ndarray
+        A local path or http(s) URL of a zarr v2/v3 array or group, a zarr
+        array or group object, or an in-memory numpy array.
+    axes : str, optional
+        One letter per dimension from ``"TCZYX"``. Taken from OME-Zarr
+        metadata or zarr v3 ``dimension_names`` when those are single axis
+        letters (then an explicit value must agree); required otherwise.
+    level : int, optional
+        OME-Zarr pyramid level (index into ``multiscales[0].datasets``);
+        default 0. Plain arrays have the single level 0.
+    data_group : str, optional
+        Path inside a group of the array (or OME-Zarr image group) to open,
+        e.g. ``"0"`` or ``"labels/masks"``. Required for groups without
+        OME-Zarr metadata. An array that is a level of an OME-Zarr parent
+        group takes its axes and level from that group.
+    roi : tuple of slice or str, optional
+        Region of interest in the stored array of the chosen level, one entry
+        per axis: slices with step None or 1, or zarrdataset's string
+        ``"(start_0,...):(length_0,...)"`` where a length <= 0 means "to the
+        end". The image's shape, chunks grid and read coordinates are then
+        relative to it.
+    backend : {"zarr", "tensorstore"}
+        Library used for reading. ``"tensorstore"`` needs the array on a
+        local path or http(s) URL. numpy sources accept either and always
+        read with numpy (``Image.backend == "numpy"``).
+
+    Returns
+    -------
+    Image
+
+    Raises
+    ------
+    TypeError
+        ``source``, ``axes``, ``level``, ``data_group`` or ``roi`` of a wrong type.
+    FileNotFoundError
+        A path that does not exist, or a URL with no zarr node.
+    KeyError
+        ``data_group`` does not exist (the message lists what does).
+    ZarrsampleError
+        A path that is not zarr; a group without ``data_group``; missing or
+        conflicting axes; ``level`` out of range; a bad ``roi``; an unknown
+        ``backend`` or one the source cannot use; metadata that zarr refuses
+        (unknown codec or dtype, negative sizes) or that cannot describe an
+        image (chunk sizes < 1, more than ``2**63 - 1`` elements, a dtype
+        that is not bool, integer, float or complex, an OME-Zarr multiscale
+        whose axes, level shapes or scales disagree), in one line naming the
+        path.
+
+    Notes
+    -----
+    Opening reads metadata only, through zarr: the group and every pyramid
+    level's array metadata, O(levels) small reads, no pixel data. tensorstore
+    opens the array on the first :meth:`Image.read` (see :class:`Image`).
+
+    Examples
+    --------
+    >>> image = open_image(np.zeros((2, 5, 6), np.uint8), axes="cyx")
+    >>> image.axes, image.shape, image.chunks
+    ('CYX', (2, 5, 6), (2, 5, 6))
+    """
+    if not isinstance(backend, str) or backend not in _BACKENDS:
+        raise ZarrsampleError(f"backend must be one of {list(_BACKENDS)}, got {backend!r}")
+    if level is not None and (isinstance(level, bool) or not isinstance(level, Integral)):
+        raise TypeError(f"level must be an int or None, got {level!r} of type {type(level).__name__}")
+    if data_group is not None:
+        if not isinstance(data_group, str):
+            raise TypeError(
+                f"data_group must be a string path such as 'labels/masks/0', got {data_group!r}"
+            )
+        data_group = data_group.strip("/") or None
+    if isinstance(source, np.ndarray):
+        return _open_numpy(source, axes=axes, level=level, data_group=data_group, roi=roi)
+    if isinstance(source, (str, os.PathLike)):
+        node, label, reopenable = _open_path(source), _source_text(source), True
+    elif isinstance(source, (zarr.Array, zarr.Group)):
+        node, label, reopenable = source, str(source.store), False
+    else:
+        raise TypeError(
+            "source must be a path or URL (str, os.PathLike), a zarr.Array, a zarr.Group or a "
+            f"numpy.ndarray, got {type(source).__name__}"
+        )
+    where = join_path(label, node.path)
+    try:
+        array, level_index, levels, names, names_where = resolve_node(node, where, data_group, level)
+    except (ValueError, TypeError) as exc:  # zarr refusing a child array's metadata
+        if isinstance(exc, ZarrsampleError):
+            raise
+        raise metadata_error(where if data_group is None else join_path(where, data_group), exc) from exc
+    name = join_path(label, array.path)
+    stored_shape = tuple(int(n) for n in array.shape)
+    check_array_metadata(stored_shape, array.chunks, array.dtype, name)
+    axes = resolve_axes(axes, names, names_where, stored_shape, name)
+    start, stop = parse_roi(roi, stored_shape, axes)
+    location = _location(array)
+    fmt = array.metadata.zarr_format
+    if backend == "tensorstore":
+        if location is None:
+            raise ZarrsampleError(
+                f"backend='tensorstore' needs an array on a local path or an http(s) URL, but "
+                f"{name} is in a {type(array.store).__name__}; use backend='zarr'"
+            )
+        # Opened on first read: tensorstore must not start its threads in a
+        # process that will fork() its workers (see Image Notes).
+        spec: tuple[Any, ...] | None = ("tensorstore", _tensorstore_json(*location, array.path, fmt), array.path)
+        cache: dict[str, Any] = {}
+    else:
+        spec = ("zarr", *location, array.path, fmt) if reopenable and location else None
+        cache = {"handle": array, "pid": os.getpid()}
+    return Image(
+        name=name,
+        axes=axes,
+        shape=tuple(b - a for a, b in zip(start, stop)),
+        dtype=_native(array.dtype),
+        chunks=tuple(int(c) for c in array.chunks),
+        origin=start,
+        level=level_index,
+        levels=levels,
+        backend=backend,
+        _spec=spec,
+        _cache=cache,
+    )
+
+
+
+def _source_text(source: str | os.PathLike[str]) -> str:
+    text = os.fspath(source)
+    if not isinstance(text, str):
+        raise TypeError(f"source must be a str path or URL, got bytes {text!r}")
+    return text
+
+
+def _open_path(source: str | os.PathLike[str]) -> zarr.Array | zarr.Group:
+    """Open the zarr node at a local path or URL, read-only."""
+    text = _source_text(source)
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    if "://" in text:
+        store: Any = url_store(text.rstrip("/"))
+        try:
+            return zarr.open(store=store, mode="r")
+        except NodeNotFoundError:
+            raise FileNotFoundError(
+                f"source {text!r}: no zarr array or group found at this URL "
+                "(no zarr.json, .zarray or .zgroup)"
+            ) from None
+        except (ValueError, TypeError) as exc:  # unknown codec or dtype, bad shape or chunks
+            raise metadata_error(repr(text), exc) from exc
+    if not os.path.exists(text):
+        raise FileNotFoundError(f"source path {text!r} does not exist")
+    if not os.path.isdir(text):
+        raise ZarrsampleError(
+            f"source path {text!r} is a file, not a zarr array or group directory"
+        )
+    try:
+        return zarr.open(store=LocalStore(os.path.abspath(text), read_only=True), mode="r")
+    except NodeNotFoundError:
+        raise ZarrsampleError(
+            f"source path {text!r} is not a zarr array or group: it holds no zarr.json, "
+            ".zarray or .zgroup"
+        ) from None
+    except (ValueError, TypeError) as exc:  # unknown codec or dtype, bad shape or chunks
+        raise metadata_error(repr(text), exc) from exc
+
+
+def _open_numpy(
+    source: np.ndarray, *, axes: object, level: int | None, data_group: str | None, roi: object
+) -> Image:
+    name = f"<numpy array shape={source.shape} dtype={source.dtype}>"
+    if data_group is not None:
+        raise ZarrsampleError(
+            f"data_group={data_group!r} applies to zarr groups, but the source is a {name}"
+        )
+    if level not in (None, 0):
+        raise ZarrsampleError(
+            f"level={level} is out of range for a {name}: available levels: [0]"
+        )
+    if axes is None:
+        raise ZarrsampleError(
+            f"axes is required for a numpy array source: it has ndim={source.ndim}; "
+            f"pass e.g. axes={KNOWN_AXES[-source.ndim:]!r}"
+        )
+    axes = resolve_axes(axes, None, "", source.shape, name)
+    start, stop = parse_roi(roi, source.shape, axes)
+    return Image(
+        name=name,
+        axes=axes,
+        shape=tuple(b - a for a, b in zip(start, stop)),
+        dtype=_native(source.dtype),
+        chunks=tuple(source.shape),
+        origin=start,
+        level=0,
+        levels=(tuple(source.shape),),
+        backend="numpy",
+        _cache={"handle": source},
+    )
+
+
+def _location(array: zarr.Array) -> tuple[str, str] | None:
+    """("file", absolute root) or ("url", root URL) of the array's store."""
+    store = array.store
+    if isinstance(store, LocalStore):
+        return "file", os.path.abspath(store.root)
+    if isinstance(store, FsspecStore):
+        protocol = store.fs.protocol
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        if {"http", "https"} & set(protocols) and str(store.path).startswith("http"):
+            return "url", str(store.path).rstrip("/")
+        if {"file", "local"} & set(protocols):
+            return "file", os.path.abspath(store.path)
+    return None
+
+
+def _tensorstore_json(kind: str, root: str, path: str, zarr_format: int) -> dict[str, Any]:
+    driver = "zarr3" if zarr_format == 3 else "zarr"
+    if kind == "file":
+        kvstore = {"driver": "file", "path": os.path.join(root, path).rstrip("/") + "/"}
+    else:
+        kvstore = {"driver": "http", "base_url": join_path(root, path)}
+    return {"driver": driver, "kvstore": kvstore}
