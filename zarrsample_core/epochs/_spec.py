@@ -3,8 +3,8 @@
 Framework adapters need them up front (a ``tf.data`` output signature, a
 Grain element spec, a jitted step's input shapes). They follow from the
 plans alone: a patch window is ``patch_size + 2 * pad`` reference pixels on
-every spatial axis, each modality sees it at its own scale
-(:func:`..reading._padding.scaled_window`, the reader's formula), other axes are read
+every spatial axis, each modality sees it through its window map
+(:meth:`ImageCollection.window_maps`, the reader's), other axes are read
 whole, and ``output_axes`` orders the result.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ZarrsampleError
-from ..reading._padding import scaled_window
+from ..sources._placement import map_window
 
 __all__ = ["sample_spec"]
 
@@ -29,9 +29,8 @@ def _modality_shape(collection: Any, name: str, plan: Any, output_axes: Mapping[
     image = collection[name]
     axes = plan.spatial_axes
     window = [p + 2 * q for p, q in zip(plan.patch_size, plan.pad)]
-    reference = collection.spatial_extent(collection.reference_name, axes)
-    extent = collection.spatial_extent(name, axes)
-    scaled = {a: scaled_window(0, w, n, m)[1] for a, w, n, m in zip(axes, window, reference, extent)}
+    maps = collection.window_maps(name, axes)
+    scaled = {a: map_window(0, w, amap)[1] for a, w, amap in zip(axes, window, maps)}
     sizes = {a: scaled.get(a, int(m)) for a, m in zip(image.axes, image.shape)}
     target = output_axes.get(name, image.axes)
     wide = {a: s for a, s in sizes.items() if a not in target and s != 1}

@@ -1,7 +1,7 @@
 """PatchReader: aligned, padded patches of every modality, through a chunk cache.
 
 A window in reference pixels becomes, per modality, a window at that
-modality's scale (:func:`._padding.scaled_window`), then the storage chunks
+modality's placement (:meth:`ImageCollection.window_maps`, exact), then the storage chunks
 that cover its in-image part. Each chunk is loaded once into a shared LRU
 :class:`._cache.ChunkCache` and the patch is copied out of the cached chunks
 into a preallocated array already in the requested axis order.
@@ -22,6 +22,7 @@ import numpy as np
 
 from .._checks import check_bool, check_int
 from .._errors import ZarrsampleError
+from ..sources._placement import map_window
 from ._cache import ChunkCache
 from ._chunk_reads import Range, Source, assemble, chunk_ranges, chunk_runs, read_run
 from ._faults import RetryPolicy
@@ -30,7 +31,6 @@ from ._padding import (
     check_pad_value,
     check_padding_mode,
     read_range,
-    scaled_window,
 )
 from ._reader_checks import (
     check_output_axes,
@@ -212,10 +212,12 @@ class PatchReader:
         -------
         dict of str to numpy.ndarray
             Per modality (mask excluded), in its own dtype with exact stored
-            values: the window at the modality's scale (``floor(start*m/n)``,
-            ``max(1, round_half_up(size*m/n))`` on an axis where the reference
-            has extent n and the modality m), non-spatial axes whole, axes
-            ordered per ``output_axes``. C-contiguous, newly allocated.
+            values: the window mapped through the modality's placement
+            (:meth:`ImageCollection.window_maps`; without metadata
+            ``floor(start*m/n)``, ``max(1, round_half_up(size*m/n))`` on an
+            axis where the reference has extent n and the modality m),
+            non-spatial axes whole, axes ordered per ``output_axes``.
+            C-contiguous, newly allocated.
 
         Raises
         ------
@@ -311,16 +313,12 @@ class PatchReader:
                 f"output_axes names modalities {unknown} that the collection does not return; "
                 f"modalities: {names}"
             )
-        reference = collection.spatial_extent(collection.reference_name, spatial_axes)
         mode = self.padding_mode
         window = (tuple(start_v), tuple(stop_v))
         for name in names:
             image = collection[name]
-            extent = collection.spatial_extent(name, spatial_axes)
-            scaled = {
-                a: scaled_window(s, e, n, m)
-                for a, s, e, n, m in zip(spatial_axes, start_v, stop_v, reference, extent)
-            }
+            maps = collection.window_maps(name, spatial_axes)
+            scaled = {a: map_window(s, e, amap) for a, s, e, amap in zip(spatial_axes, start_v, stop_v, maps)}
             per_axis = [scaled.get(a, (0, m)) for a, m in zip(image.axes, image.shape)]
             ranges = [read_range(w0, size, m, mode) for (w0, size), m in zip(per_axis, image.shape)]
             lo, hi, dst, maps, padded = zip(*ranges)

@@ -23,7 +23,7 @@ def check_sources(images: Sequence[tuple[str, Any, tuple[Any, ...] | None]], loa
     Parameters
     ----------
     images : sequence of (label, image, recorded)
-        ``recorded`` from :func:`recorded_metadata` (None: not checked).
+        ``recorded`` from :func:`..sources._validate.recorded_metadata` (None: not checked).
     load : callable
         ``load(fn, what)`` runs ``fn`` (e.g. :meth:`._faults.RetryPolicy.call`).
 
@@ -40,8 +40,6 @@ def check_sources(images: Sequence[tuple[str, Any, tuple[Any, ...] | None]], loa
     One metadata read per image; more than a few images are read by up to
     16 threads at once (remote stores answer in parallel).
     """
-    from ..reading._faults import _Exhausted, is_transient
-
     def check(entry: tuple[str, Any, tuple[Any, ...] | None]) -> None:
         label, image, recorded = entry
         if recorded is None:

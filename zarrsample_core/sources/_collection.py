@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from typing import Any, Protocol
@@ -10,6 +11,7 @@ import numpy as np
 
 from .._errors import ZarrsampleError
 from ._axes import check_axes
+from ._placement import AxisMap, Placement, axis_map
 
 __all__ = ["BlockReader", "ImageCollection", "ImageLike"]
 
@@ -72,10 +74,18 @@ class ImageCollection:
 
     Notes
     -----
-    The scale of each modality relative to the reference is derived from
-    the shapes on the spatial axes, as an exact fraction: a 1/16 tissue
-    mask, a 2x finer mask, or a non-integer ratio (image 1000 px, mask
-    333 px) are all allowed.
+    A reference window is mapped to each modality through both images'
+    placements (:attr:`Image.placement`: OME-Zarr ``scale`` and
+    ``translation``, TIFF pixel sizes), exactly (:meth:`window_maps`): level
+    1 of an odd-sized pyramid (1001 px at scale 1 -> 500 px at scale 2,
+    translation 0.5) gets window 64 for reference window 128, where the
+    ratio of shapes would say 63. When either image has no placement, or
+    their units cannot be compared, or their physical extents disagree by
+    more than two pixels (metadata that contradicts the shapes), the ratio
+    of shapes is used with corners aligned, and a warning says why in the
+    last case. Mask coverage (planning) uses the ratio of shapes, exactly:
+    a 1/16 tissue mask, a 2x finer mask, or a non-integer ratio (image
+    1000 px, mask 333 px) are all allowed.
 
     Examples
     --------
@@ -105,6 +115,7 @@ class ImageCollection:
                 )
         self.spatial_axes: str = check_axes(spatial_axes, name="spatial_axes")
         self._modalities: dict[str, ImageLike] = dict(modalities)
+        self._maps: dict[tuple[str, str], tuple[AxisMap, ...]] = {}
         self.reference_name: str = next(iter(self._modalities))
         ref_axes = self.reference.axes
         for key, image in self._modalities.items():
@@ -125,6 +136,10 @@ class ImageCollection:
                     f"the mask must have size 1 on non-spatial axes, got {wide} "
                     f"(mask axes {mask.axes!r}, spatial_axes {self.spatial_axes!r})"
                 )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_maps", {})  # pickled before window maps existed
+        self.__dict__.update(state)
 
     @staticmethod
     def _extent(image: ImageLike, axis: str) -> int:
@@ -194,6 +209,51 @@ class ImageCollection:
             Fraction(m, n) for m, n in zip(self.spatial_extent(name), self.spatial_shape)
         )
 
+    def window_maps(self, name: str, axes: str | None = None) -> tuple[AxisMap, ...]:
+        """How reference windows map to modality ``name``, one :class:`AxisMap` per spatial axis.
+
+        Use with :func:`map_window`. ``axes`` overrides the collection's
+        ``spatial_axes``. Computed once per modality and axes (see Notes of
+        the class for the rules).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from zarrsample_core import ImageCollection, open_image
+        >>> from zarrsample_core.sources._placement import map_window
+        >>> coll = ImageCollection({
+        ...     "images": open_image(np.zeros((64, 48), np.uint8), axes="YX"),
+        ...     "labels": open_image(np.zeros((32, 24), np.uint8), axes="YX"),
+        ... }, spatial_axes="YX")
+        >>> [map_window(16, 48, m) for m in coll.window_maps("labels")]
+        [(8, 16), (8, 16)]
+        """
+        axes = axes or self.spatial_axes
+        key = (name, axes)
+        maps = self._maps.get(key)
+        if maps is None:
+            maps = self._maps[key] = self._window_maps(name, axes)
+        return maps
+
+    def _window_maps(self, name: str, axes: str) -> tuple[AxisMap, ...]:
+        reference, image = self.reference, self._modalities[name]
+        maps, reasons = [], []
+        extents = zip(axes, self.spatial_extent(self.reference_name, axes), self.spatial_extent(name, axes))
+        for axis, n, m in extents:
+            stored = (_stored_extent(reference, axis, n), _stored_extent(image, axis, m))
+            amap, why = axis_map(_placement(reference, axis), _placement(image, axis), n, m, stored)
+            maps.append(amap)
+            if why is not None:
+                reasons.append(f"{axis}: {why}")
+        if reasons:
+            warnings.warn(
+                f"modality {name!r} ({image.name}) is aligned to the reference "
+                f"({reference.name}) by the ratio of shapes, not by their coordinate "
+                f"transformations: {'; '.join(reasons)}",
+                stacklevel=3,
+            )
+        return tuple(maps)
+
     def mask_reader(self, axes: str | None = None) -> BlockReader:
         """A ``read_block(lo, hi)`` over the mask in spatial-axes order.
 
@@ -222,3 +282,21 @@ class ImageCollection:
             return np.expand_dims(block, expand) if expand else block
 
         return read_block
+
+
+def _placement(image: ImageLike, axis: str) -> Placement | None:
+    """The placement of ``image`` on ``axis`` in its own (ROI-relative) pixels, if known."""
+    placement = getattr(image, "placement", None)
+    if placement is None or axis not in image.axes:
+        return None
+    i = image.axes.index(axis)
+    where = placement[i]
+    return None if where is None else where.shifted(int(image.origin[i]))
+
+
+def _stored_extent(image: ImageLike, axis: str, extent: int) -> int:
+    """The extent of the whole stored array on ``axis`` (before a region of interest)."""
+    levels, level = getattr(image, "levels", None), getattr(image, "level", 0)
+    if axis not in image.axes or not levels:
+        return extent
+    return int(levels[level][image.axes.index(axis)])

@@ -12,6 +12,7 @@ import zarr
 from zarr.storage import FsspecStore, LocalStore
 
 from .._errors import ZarrsampleError
+from ._placement import Placement, micrometres
 from ._roi import selection_bounds
 
 __all__ = ["HTTP_TIMEOUT", "HTTP_TIMEOUT_ENV", "Image", "http_timeout", "url_store"]
@@ -53,6 +54,11 @@ class Image:
         plain arrays).
     backend : str
         ``"zarr"``, ``"tensorstore"`` or ``"numpy"``.
+    placement : tuple of Placement or None
+        Each axis' pixel size and the position of pixel 0 of the stored
+        array, from the source's metadata (OME-Zarr coordinate
+        transformations, TIFF pixel sizes); None when the source gives none.
+        Modalities are aligned through it (see :class:`ImageCollection`).
 
     Notes
     -----
@@ -79,6 +85,7 @@ class Image:
     level: int
     levels: tuple[tuple[int, ...], ...]
     backend: str
+    placement: tuple[Placement, ...] | None = None
     _spec: tuple[Any, ...] | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -87,11 +94,38 @@ class Image:
         """Number of dimensions (``len(axes)``)."""
         return len(self.shape)
 
+    @property
+    def pixel_size(self) -> dict[str, float | None]:
+        """Pixel size per spatial axis (``Z``, ``Y``, ``X`` present), None where unknown.
+
+        In micrometres when the metadata names a length unit; as written
+        (taken as micrometres) when it names none.
+
+        Examples
+        --------
+        >>> from zarrsample_core import open_image
+        >>> open_image(np.zeros((4, 4)), axes="YX").pixel_size
+        {'Y': None, 'X': None}
+        """
+        sizes: dict[str, float | None] = {}
+        for i, axis in enumerate(self.axes):
+            if axis not in "ZYX":
+                continue
+            where = None if self.placement is None else self.placement[i]
+            if where is None:
+                sizes[axis] = None
+                continue
+            factor = micrometres(where.unit) if where.unit is not None else None
+            sizes[axis] = float(where.scale * factor) if factor is not None else float(where.scale)
+        return sizes
+
     def __repr__(self) -> str:
         return (
             f"Image(name={self.name!r}, axes={self.axes!r}, shape={self.shape}, "
             f"dtype={self.dtype}, chunks={self.chunks}, origin={self.origin}, "
-            f"level={self.level}, levels={self.levels}, backend={self.backend!r})"
+            f"level={self.level}, levels={self.levels}, backend={self.backend!r}"
+            + (f", pixel_size={self.pixel_size}" if self.placement is not None else "")
+            + ")"
         )
 
     def __getstate__(self) -> dict[str, Any]:

@@ -127,7 +127,9 @@ def open_image(
         )
     where = join_path(label, node.path)
     try:
-        array, level_index, levels, names, names_where = resolve_node(node, where, data_group, level)
+        array, level_index, levels, names, names_where, placement = resolve_node(
+            node, where, data_group, level
+        )
     except (ValueError, TypeError) as exc:  # zarr refusing a child array's metadata
         if isinstance(exc, ZarrsampleError):
             raise
@@ -162,6 +164,7 @@ def open_image(
         level=level_index,
         levels=levels,
         backend=backend,
+        placement=placement,
         _spec=spec,
         _cache=cache,
     )

@@ -18,6 +18,7 @@ import zarr
 
 from .._errors import ZarrsampleError
 from ._axes import KNOWN_AXES, check_axes
+from ._placement import Placement, multiscale_placement
 from ._validate import check_multiscale
 
 __all__ = [
@@ -51,12 +52,23 @@ class Multiscale:
         The ``scale`` coordinate transformation of each level as written
         (unchecked: see :func:`._validate.check_multiscale`), or None where
         a level has none.
+    translations : tuple
+        The ``translation`` of each level as written, or None where absent.
+    units : tuple of (str or None), or None
+        The ``unit`` of each axis as written, or None without axes.
+    outer : tuple
+        ``(scale, translation)`` of the multiscale's own
+        ``coordinateTransformations`` (applied after each level's), each
+        None where absent.
     """
 
     version: str | None
     axis_names: tuple[str, ...] | None
     paths: tuple[str, ...]
     scales: tuple[Any, ...] = ()
+    translations: tuple[Any, ...] = ()
+    units: tuple[str | None, ...] | None = None
+    outer: tuple[Any, Any] = (None, None)
 
 
 def _malformed(where: str, rule: str, value: object) -> ZarrsampleError:
@@ -91,8 +103,9 @@ def read_multiscale(attrs: Mapping[str, Any], *, where: str) -> Multiscale | Non
     >>> attrs = {"ome": {"version": "0.5", "multiscales": [
     ...     {"axes": [{"name": "y"}, {"name": "x"}],
     ...      "datasets": [{"path": "0"}, {"path": "1"}]}]}}
-    >>> read_multiscale(attrs, where="img.zarr")
-    Multiscale(version='0.5', axis_names=('y', 'x'), paths=('0', '1'), scales=(None, None))
+    >>> read_multiscale(attrs, where="img.zarr")  # doctest: +NORMALIZE_WHITESPACE
+    Multiscale(version='0.5', axis_names=('y', 'x'), paths=('0', '1'), scales=(None, None),
+               translations=(None, None), units=(None, None), outer=(None, None))
     """
     ome = attrs.get("ome")
     version: object = None
@@ -115,21 +128,18 @@ def read_multiscale(attrs: Mapping[str, Any], *, where: str) -> Multiscale | Non
     datasets = first.get("datasets")
     if not isinstance(datasets, Sequence) or isinstance(datasets, str) or not datasets:
         raise _malformed(where, "'multiscales[0].datasets' must be a non-empty list", datasets)
-    paths, scales = [], []
+    paths, scales, translations = [], [], []
     for i, dataset in enumerate(datasets):
         path = dataset.get("path") if isinstance(dataset, Mapping) else None
         if not isinstance(path, str) or not path.strip("/"):
             raise _malformed(where, f"'multiscales[0].datasets[{i}].path' must be a string", dataset)
         paths.append(path.strip("/"))
-        transforms = dataset.get("coordinateTransformations")
-        scales.append(next(
-            (t.get("scale") for t in (transforms if isinstance(transforms, Sequence) else ())
-             if isinstance(t, Mapping) and t.get("type") == "scale"),
-            None,
-        ))
+        scales.append(_transform(dataset, "scale"))
+        translations.append(_transform(dataset, "translation"))
 
     raw_axes = first.get("axes")
     axis_names: tuple[str, ...] | None
+    units = None
     if raw_axes is None:
         axis_names = tuple("tczyx") if version in _IMPLICIT_TCZYX_VERSIONS else None
     elif isinstance(raw_axes, Sequence) and not isinstance(raw_axes, str):
@@ -142,9 +152,27 @@ def read_multiscale(attrs: Mapping[str, Any], *, where: str) -> Multiscale | Non
                 )
             names.append(name)
         axis_names = tuple(names)
+        units = tuple(
+            axis.get("unit") if isinstance(axis, Mapping) and isinstance(axis.get("unit"), str) else None
+            for axis in raw_axes
+        )
     else:
         raise _malformed(where, "'multiscales[0].axes' must be a list", raw_axes)
-    return Multiscale(version=version, axis_names=axis_names, paths=tuple(paths), scales=tuple(scales))
+    return Multiscale(
+        version=version, axis_names=axis_names, paths=tuple(paths), scales=tuple(scales),
+        translations=tuple(translations), units=units,
+        outer=(_transform(first, "scale"), _transform(first, "translation")),
+    )
+
+
+def _transform(node: Mapping[str, Any], kind: str) -> Any:
+    """The ``kind`` ("scale" or "translation") vector of a node's coordinateTransformations, as written."""
+    transforms = node.get("coordinateTransformations")
+    return next(
+        (t.get(kind) for t in (transforms if isinstance(transforms, Sequence) else ())
+         if isinstance(t, Mapping) and t.get("type") == kind),
+        None,
+    )
 
 
 def axis_letters(names: Sequence[str | None] | None, ndim: int) -> str | None:
@@ -203,9 +231,12 @@ def _listing(group: zarr.Group, prefix: str) -> str:
     return f"it holds arrays {found['arrays']} and groups {found['groups']}"
 
 
+Resolved = tuple[zarr.Array, int, tuple[tuple[int, ...], ...], Any, str, "tuple[Placement, ...] | None"]
+
+
 def resolve_node(
     node: zarr.Array | zarr.Group, where: str, data_group: str | None, level: int | None
-) -> tuple[zarr.Array, int, tuple[tuple[int, ...], ...], Any, str]:
+) -> Resolved:
     """Walk from an opened zarr node to the array to read.
 
     Parameters
@@ -229,6 +260,9 @@ def resolve_node(
         OME-Zarr axis names or zarr v3 ``dimension_names``, as stored.
     names_where : str
         Which metadata the names come from, for messages.
+    placement : tuple of Placement or None
+        Each axis' pixel size and position from the OME-Zarr coordinate
+        transformations of the level, or None without them.
 
     Raises
     ------
@@ -276,7 +310,7 @@ def resolve_node(
                 "multiscale image, has only level 0; available levels: [0]"
             )
         names = getattr(node.metadata, "dimension_names", None)
-        return node, 0, (tuple(node.shape),), names, f"zarr dimension_names of {where}"
+        return node, 0, (tuple(node.shape),), names, f"zarr dimension_names of {where}", None
     multiscale = read_multiscale(node.attrs.asdict(), where=where)
     if multiscale is None:
         what = f"data_group={data_group!r} is" if data_group else f"{where} is"
@@ -293,9 +327,7 @@ def resolve_node(
     return _pick_level(node, multiscale, index, where)
 
 
-def _pick_level(
-    group: zarr.Group, multiscale: Multiscale, index: int, where: str
-) -> tuple[zarr.Array, int, tuple[tuple[int, ...], ...], Any, str]:
+def _pick_level(group: zarr.Group, multiscale: Multiscale, index: int, where: str) -> Resolved:
     arrays = []
     for path in multiscale.paths:
         try:
@@ -310,7 +342,8 @@ def _pick_level(
         arrays.append(array)
     levels = tuple(tuple(int(n) for n in a.shape) for a in arrays)
     check_multiscale(multiscale.scales, multiscale.axis_names, multiscale.paths, levels, where)
-    return arrays[index], index, levels, multiscale.axis_names, f"OME-Zarr metadata of {where}"
+    placement = multiscale_placement(multiscale, index, len(levels[index]), where)
+    return arrays[index], index, levels, multiscale.axis_names, f"OME-Zarr metadata of {where}", placement
 
 
 def resolve_axes(
