@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/stitch.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/faults.py
+	$(PY) benchmarks/wsi.py
 
 $(REF_STAMP): benchmarks/reference-constraints.txt
 	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)

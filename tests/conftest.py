@@ -134,7 +134,7 @@ def flaky_server(root, monkeypatch, *, fail_every=3, mode="503"):
 
 
 #: Test files that fork DataLoader workers: collected first (see below).
-FORKING_TESTS = ("test_torch.py", "test_soak.py")
+FORKING_TESTS = ("test_torch.py", "test_soak.py", "test_workers.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

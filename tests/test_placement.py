@@ -13,7 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zarrsample_core import ImageCollection, PatchReader, ZarrsampleError, open_image
-from zarrsample_core.sources._placement import AxisMap, Placement, axis_map, exact, map_window
+from zarrsample_core.sources._placement import (
+    AxisMap,
+    Placement,
+    axis_map,
+    exact,
+    map_window,
+)
 
 
 def naive_window(start, stop, ref, mod, n, m):

@@ -1,6 +1,6 @@
-"""What ``zarrsample info`` reports: zarr and OME-Zarr metadata as plain JSON data.
+"""What ``zarrsample info`` reports: zarr, OME-Zarr and TIFF metadata as plain JSON data.
 
-Reads metadata only (zarr.json, .zarray, .zgroup, .zattrs), never pixels.
+Reads metadata only (zarr.json, .zarray, .zgroup, .zattrs; TIFF tags), never pixels.
 """
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from typing import Any, cast
 
 import zarr
 
+from .._errors import ZarrsampleError
 from ..sources._io import _open_path, open_image
 from ..sources._ome import axis_letters, read_multiscale
+from ..sources._tiff import is_tiff_file, tiff_file
 
 __all__ = ["describe", "format_info"]
 
@@ -90,6 +92,8 @@ def describe(path: str) -> dict[str, Any]:
     >>> info["kind"], info["zarr_format"], info["shape"], info["chunks"]
     ('array', 2, [4, 6], [2, 3])
     """
+    if is_tiff_file(path):
+        return _describe_tiff(path)
     node = _open_path(path)
     fmt = node.metadata.zarr_format
     if isinstance(node, zarr.Array):
@@ -119,6 +123,36 @@ def describe(path: str) -> dict[str, Any]:
     }
 
 
+def _describe_tiff(path: str) -> dict[str, Any]:
+    """Series, levels, tiles, compression and pixel sizes of a TIFF file."""
+    with tiff_file(path) as tif:
+        count = [len(s.levels) for s in tif.series]
+        flavour = next((f for f in ("ome", "svs", "ndpi", "scn", "imagej", "qpi", "bif") if getattr(tif, f"is_{f}", False)), None)
+    series = []
+    for index, levels in enumerate(count):
+        entries = []
+        for level in range(levels):
+            try:
+                image = open_image(path, series=index, level=level)
+            except ZarrsampleError as exc:  # e.g. axes tifffile cannot name: say so, go on
+                entries.append({"level": level, "error": str(exc)})
+                continue
+            with tiff_file(path) as tif:
+                keyframe = tif.series[index].levels[level].keyframe
+                compression = getattr(keyframe.compression, "name", str(keyframe.compression))
+                name = tif.series[index].name or tif.series[index].kind
+                tiled = bool(keyframe.is_tiled)
+            entries.append({
+                "level": level, "shape": list(image.shape), "chunks": list(image.chunks),
+                "tiled": tiled, "compression": compression, "pixel_size": image.pixel_size,
+            })
+        opened = [e for e in entries if "error" not in e]
+        series.append({"series": index, "name": name if opened else None,
+                       "axes": image.axes if opened else None, "dtype": str(image.dtype) if opened else None,
+                       "levels": entries})
+    return {"path": path, "kind": "tiff", "flavour": flavour, "series": series}
+
+
 def _codec_text(codecs: list[dict[str, Any]]) -> str:
     parts = []
     for c in codecs:
@@ -130,6 +164,24 @@ def _codec_text(codecs: list[dict[str, Any]]) -> str:
 def format_info(info: dict[str, Any]) -> str:
     """The text ``zarrsample info`` prints for :func:`describe`'s result."""
     lines: list[str] = []
+    if info["kind"] == "tiff":
+        lines.append(f"path:        {info['path']}")
+        lines.append(f"type:        TIFF ({info['flavour'] or 'generic'}), {len(info['series'])} series")
+        for s in info["series"]:
+            lines.append(f"series {s['series']}:    {s['name']!r}, axes {s['axes']}, {s['dtype']}")
+            for lv in s["levels"]:
+                if "error" in lv:
+                    lines.append(f"  level {lv['level']}: {lv['error']}")
+                    continue
+                unit = "tiles" if lv["tiled"] else "strips"
+                sizes = lv["pixel_size"]
+                size = (
+                    "pixel size unknown" if any(v is None for v in sizes.values())
+                    else "pixel size " + " x ".join(f"{v:.4g}" for v in sizes.values()) + " um"
+                )
+                lines.append(f"  level {lv['level']}: shape {tuple(lv['shape'])}, {unit} {tuple(lv['chunks'])}, "
+                             f"{lv['compression']}, {size}")
+        return "\n".join(lines)
     kind = {"array": "zarr array", "group": "zarr group (no OME-Zarr multiscales)",
             "ome-zarr": f"OME-Zarr image (NGFF {info.get('ome_version')})"}[info["kind"]]
     lines.append(f"path:        {info['path']}")

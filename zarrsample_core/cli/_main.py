@@ -88,6 +88,13 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 _positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 
+def _micrometres(text: str) -> float:
+    value = _area(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a number of micrometres per pixel > 0, got {text!r}")
+    return value
+
+
 def _area(text: str) -> float:
     try:
         value = float(text)
@@ -123,9 +130,16 @@ def _open_mask(path: str, spatial: str, axes: str | None) -> Image:
         raise
 
 
+def _image_options(args: argparse.Namespace) -> dict[str, Any]:
+    """open_image options of the plan command: axes, level or resolution, series."""
+    if args.level is not None and args.resolution is not None:
+        raise ZarrsampleError(f"give --level or --resolution, not both (got {args.level} and {args.resolution})")
+    return {"axes": args.axes, "level": args.level, "resolution": args.resolution, "series": args.series}
+
+
 def _plan_one(path: str, args: argparse.Namespace, sampler: PatchSampler) -> tuple[dict[str, Any], Any]:
     t0 = time.perf_counter()
-    image = open_image(path, axes=args.axes, level=args.level)
+    image = open_image(path, **_image_options(args))
     spatial = sampler.spatial_axes
     t1 = time.perf_counter()
     mask = None
@@ -161,7 +175,7 @@ def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--preview needs a single PATH, got {len(args.paths)}")
     spatial = args.spatial_axes
     if spatial is None:
-        first = open_image(args.paths[0], axes=args.axes, level=args.level)
+        first = open_image(args.paths[0], **_image_options(args))
         spatial = spatial_letters(first.axes)
         if not spatial:
             raise ZarrsampleError(
@@ -241,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "OME-Zarr image (v0.4 and v0.5): shape, dtype, axes, chunks, codecs, "
                           "pyramid levels with their scales, labels.", epilog=INFO_EXAMPLES,
                           formatter_class=raw)
-    info.add_argument("path", help="local path or http(s) URL of a zarr array or group")
+    info.add_argument("path", help="local path or http(s) URL of a zarr array or group, or a TIFF/SVS file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
 
     plan = sub.add_parser("plan", help="plan patches and report their counts (and draw them)",
@@ -249,7 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "BlueNoisePatchSampler and report counts per chunk tile and timings.",
                           epilog=PLAN_EXAMPLES, formatter_class=raw)
     plan.add_argument("paths", nargs="+", metavar="PATH", help="image path(s) or URL(s)")
-    plan.add_argument("--level", type=_non_negative, help="OME-Zarr pyramid level (default 0)")
+    plan.add_argument("--level", type=_non_negative, help="pyramid level (OME-Zarr or TIFF; default 0)")
+    plan.add_argument("--resolution", type=_micrometres,
+                      help="pick the pyramid level at this pixel size, in micrometres per pixel")
+    plan.add_argument("--series", type=_non_negative, help="series of a TIFF file with several (default 0)")
     plan.add_argument("--axes", help="axes of the image, e.g. CYX, when its metadata has none")
     plan.add_argument("--spatial-axes", help="axes patches are taken along (default: Z, Y, X of the image)")
     plan.add_argument("--patch-size", type=_sizes(1), default=256,

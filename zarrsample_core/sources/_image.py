@@ -62,11 +62,15 @@ class Image:
 
     Notes
     -----
-    Pickling and copying cost O(1) and carry no open handle for sources
-    opened from a path or URL: the array is re-opened on first use, and again
-    whenever ``os.getpid()`` changed (after ``fork()``), so tensorstore and
-    fsspec objects never cross process boundaries. ``zarr.Array`` objects
-    given directly and numpy arrays are pickled as they are.
+    Pickling and copying cost O(1) and carry no open handle for sources on a
+    local path, an http(s) URL or a TIFF file (however they were given: a
+    path, a ``zarr.Array`` or tifffile's store): the array is re-opened on
+    first use, and again whenever ``os.getpid()`` changed (after
+    ``fork()``), so file handles, tensorstore and fsspec objects never cross
+    process boundaries. numpy arrays and zarr arrays in a ``MemoryStore``
+    are pickled with their content (a worker reads a copy); an array in a
+    store that can be neither re-opened nor copied raises a
+    ``ZarrsampleError`` when pickled.
 
     tensorstore refuses to run in a ``fork()``ed child once its parent has
     used it (the child aborts). ``backend="tensorstore"`` therefore opens the
@@ -115,6 +119,9 @@ class Image:
             if where is None:
                 sizes[axis] = None
                 continue
+            if where.unit == "pixel":  # sized relative to another level only
+                sizes[axis] = None
+                continue
             factor = micrometres(where.unit) if where.unit is not None else None
             sizes[axis] = float(where.scale * factor) if factor is not None else float(where.scale)
         return sizes
@@ -130,6 +137,8 @@ class Image:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
+        if self._spec is None and self.backend != "numpy":
+            _check_sendable(self._cache["handle"], self.name)
         state["_cache"] = {} if self._spec is not None else dict(self._cache)
         return state
 
@@ -213,6 +222,8 @@ class Image:
                     results.append(future.result())
                 except Exception as exc:  # noqa: BLE001 - returned to the caller
                     results.append(exc)
+        elif hasattr(array, "read_many"):  # a TIFF page read tile by tile
+            results = array.read_many(indices)
         elif self.backend == "zarr":
             from zarr.core.sync import sync
 
@@ -224,6 +235,24 @@ class Image:
         else:
             results = [array[index] for index in indices]
         return [r if isinstance(r, Exception) else np.array(r, dtype=self.dtype) for r in results]
+
+
+#: Stores that carry their content when pickled: a copy reads the same pixels.
+_SENT_BY_VALUE = ("MemoryStore", "FsspecStore", "ZipStore")
+
+
+def _check_sendable(array: Any, name: str) -> None:
+    """Refuse to pickle an array whose store can neither be re-opened elsewhere nor copied."""
+    store: Any = getattr(array, "store", None)
+    while hasattr(store, "_store") and type(store).__name__ not in _SENT_BY_VALUE:
+        store = store._store  # wrapper stores (logging, latency, ...)
+    kind = type(store).__name__
+    if kind not in _SENT_BY_VALUE:
+        raise ZarrsampleError(
+            f"{name} cannot be sent to another process (a DataLoader worker, an executor): it "
+            f"is in a {kind}, which zarrsample cannot re-open there; open it from a path or URL, "
+            "or pass a numpy array"
+        )
 
 
 def _native(dtype: Any) -> np.dtype:
@@ -269,6 +298,11 @@ def url_store(url: str) -> FsspecStore:
 
 def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
     """Open a read-only array handle from a picklable spec."""
+    if spec[0] == "tiff":
+        from ._tiff import open_tiff_level
+
+        _, path, series, level = spec
+        return open_tiff_level(path, series, level)
     if spec[0] == "zarr":
         _, kind, root, path, zarr_format = spec
         store: Any = (

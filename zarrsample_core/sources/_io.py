@@ -22,7 +22,10 @@ from .._errors import ZarrsampleError
 from ._axes import KNOWN_AXES
 from ._image import Image, _native, url_store
 from ._ome import join_path, resolve_axes, resolve_node
+from ._placement import open_at_resolution
 from ._roi import parse_roi
+from ._tiff import is_tiff_file, tiff_store_source
+from ._tiff_image import open_tiff
 from ._validate import check_array_metadata, metadata_error
 
 __all__ = ["Backend", "open_image"]
@@ -39,21 +42,29 @@ def open_image(
     data_group: str | None = None,
     roi: tuple[slice, ...] | str | None = None,
     backend: Backend = "zarr",
+    series: int | None = None,
+    resolution: float | None = None,
 ) -> Image:
     """Open an image for patch reading, without reading pixels.
 
     Parameters
     ----------
-    source : str, os.PathLike, zarr.Array, zarr.Group or numpy.ndarray
-        A local path or http(s) URL of a zarr v2/v3 array or group, a zarr
-        array or group object, or an in-memory numpy array.
+    source : str, os.PathLike, zarr.Array, zarr.Group, tifffile store or numpy.ndarray
+        A local path or http(s) URL of a zarr v2/v3 array or group; a local
+        TIFF-family file (TIFF, BigTIFF, OME-TIFF, SVS, NDPI, SCN, ...:
+        whatever tifffile reads as an image series; needs the ``wsi``
+        extra); a small PNG, JPEG or other Pillow image (read into memory,
+        axes ``YXC`` or ``YX``); a zarr array or group object; tifffile's
+        zarr store (``tifffile.imread(path, aszarr=True)``, read again from
+        its file); or an in-memory numpy array.
     axes : str, optional
         One letter per dimension from ``"TCZYX"``. Taken from OME-Zarr
         metadata or zarr v3 ``dimension_names`` when those are single axis
         letters (then an explicit value must agree); required otherwise.
     level : int, optional
-        OME-Zarr pyramid level (index into ``multiscales[0].datasets``);
-        default 0. Plain arrays have the single level 0.
+        Pyramid level (OME-Zarr: index into ``multiscales[0].datasets``;
+        TIFF: index into the series' levels, SubIFDs or pages); default 0.
+        Plain arrays have the single level 0.
     data_group : str, optional
         Path inside a group of the array (or OME-Zarr image group) to open,
         e.g. ``"0"`` or ``"labels/masks"``. Required for groups without
@@ -67,8 +78,17 @@ def open_image(
         relative to it.
     backend : {"zarr", "tensorstore"}
         Library used for reading. ``"tensorstore"`` needs the array on a
-        local path or http(s) URL. numpy sources accept either and always
-        read with numpy (``Image.backend == "numpy"``).
+        local path or http(s) URL; TIFF files read with ``"zarr"`` only
+        (tifffile decodes their tiles, see :mod:`._tiff`). numpy sources
+        accept either and always read with numpy (``Image.backend == "numpy"``).
+    series : int, optional
+        The image series of a TIFF file with several (slide, label, macro,
+        ...); default 0. Only TIFF files have series.
+    resolution : float, optional
+        Pick the pyramid level whose pixel size (mean over the ``Y`` and
+        ``X`` axes, in micrometres; see :attr:`Image.pixel_size`) is within
+        10% of this value, instead of ``level``. The error lists the
+        resolutions that exist.
 
     Returns
     -------
@@ -82,8 +102,14 @@ def open_image(
         A path that does not exist, or a URL with no zarr node.
     KeyError
         ``data_group`` does not exist (the message lists what does).
+    ImportError
+        A TIFF file without tifffile installed (the message says which
+        extra to install).
     ZarrsampleError
-        A path that is not zarr; a group without ``data_group``; missing or
+        A path that is neither zarr nor an image file; a TIFF file tifffile
+        cannot read in tiles or strips, or whose ``series`` does not exist;
+        no level at ``resolution`` or no pixel size known; both ``level``
+        and ``resolution``; a group without ``data_group``; missing or
         conflicting axes; ``level`` out of range; a bad ``roi``; an unknown
         ``backend`` or one the source cannot use; metadata that zarr refuses
         (unknown codec or dtype, negative sizes) or that cannot describe an
@@ -114,16 +140,52 @@ def open_image(
                 f"data_group must be a string path such as 'labels/masks/0', got {data_group!r}"
             )
         data_group = data_group.strip("/") or None
+    if series is not None and (isinstance(series, bool) or not isinstance(series, Integral)):
+        raise TypeError(f"series must be an int or None, got {series!r} of type {type(series).__name__}")
+    if resolution is not None:
+        if level is not None:
+            raise ZarrsampleError(
+                f"give level or resolution, not both (got level={level}, resolution={resolution})"
+            )
+        return open_at_resolution(
+            lambda lv: open_image(
+                source, axes=axes, level=lv, data_group=data_group, roi=roi, backend=backend,
+                series=series,
+            ),
+            resolution,
+        )
     if isinstance(source, np.ndarray):
+        if series not in (None, 0):
+            raise ZarrsampleError(f"series={series} applies to TIFF files, but the source is a numpy array")
         return _open_numpy(source, axes=axes, level=level, data_group=data_group, roi=roi)
+    tiff = _tiff_source(source)
+    if tiff is not None:
+        path, tiff_series, tiff_level = tiff
+        if data_group is not None:
+            raise ZarrsampleError(
+                f"data_group={data_group!r} applies to zarr groups, but {path} is a TIFF file; "
+                "use series= and level="
+            )
+        if tiff_level is not None and level not in (None, tiff_level):
+            raise ZarrsampleError(f"level={level} disagrees with the tifffile store of level {tiff_level}")
+        if series is not None and series != tiff_series and not isinstance(source, (str, os.PathLike)):
+            raise ZarrsampleError(f"series={series} disagrees with the tifffile store of series {tiff_series}")
+        return open_tiff(
+            path, axes=axes, level=tiff_level if level is None else level,
+            series=series if series is not None else tiff_series, roi=roi, backend=backend,
+        )
+    if series not in (None, 0):
+        raise ZarrsampleError(f"series={series} applies to TIFF files, but the source is not one")
+    if isinstance(source, (str, os.PathLike)) and _is_picture(_source_text(source)):
+        return _open_picture(_source_text(source), axes=axes, level=level, data_group=data_group, roi=roi)
     if isinstance(source, (str, os.PathLike)):
-        node, label, reopenable = _open_path(source), _source_text(source), True
+        node, label = _open_path(source), _source_text(source)
     elif isinstance(source, (zarr.Array, zarr.Group)):
-        node, label, reopenable = source, str(source.store), False
+        node, label = source, str(source.store)
     else:
         raise TypeError(
-            "source must be a path or URL (str, os.PathLike), a zarr.Array, a zarr.Group or a "
-            f"numpy.ndarray, got {type(source).__name__}"
+            "source must be a path or URL (str, os.PathLike), a zarr.Array, a zarr.Group, a "
+            f"tifffile zarr store or a numpy.ndarray, got {type(source).__name__}"
         )
     where = join_path(label, node.path)
     try:
@@ -152,7 +214,8 @@ def open_image(
         spec: tuple[Any, ...] | None = ("tensorstore", _tensorstore_json(*location, array.path, fmt), array.path)
         cache: dict[str, Any] = {}
     else:
-        spec = ("zarr", *location, array.path, fmt) if reopenable and location else None
+        # Re-opened from its location in every other process, however it was given.
+        spec = ("zarr", *location, array.path, fmt) if location else None
         cache = {"handle": array, "pid": os.getpid()}
     return Image(
         name=name,
@@ -198,7 +261,8 @@ def _open_path(source: str | os.PathLike[str]) -> zarr.Array | zarr.Group:
         raise FileNotFoundError(f"source path {text!r} does not exist")
     if not os.path.isdir(text):
         raise ZarrsampleError(
-            f"source path {text!r} is a file, not a zarr array or group directory"
+            f"source path {text!r} is a file, not a zarr array or group directory, and not a "
+            f"TIFF file (no TIFF header) or a picture ({', '.join(PICTURE_SUFFIXES)})"
         )
     try:
         return zarr.open(store=LocalStore(os.path.abspath(text), read_only=True), mode="r")
@@ -212,9 +276,10 @@ def _open_path(source: str | os.PathLike[str]) -> zarr.Array | zarr.Group:
 
 
 def _open_numpy(
-    source: np.ndarray, *, axes: object, level: int | None, data_group: str | None, roi: object
+    source: np.ndarray, *, axes: object, level: int | None, data_group: str | None, roi: object,
+    name: str | None = None,
 ) -> Image:
-    name = f"<numpy array shape={source.shape} dtype={source.dtype}>"
+    name = name or f"<numpy array shape={source.shape} dtype={source.dtype}>"
     if data_group is not None:
         raise ZarrsampleError(
             f"data_group={data_group!r} applies to zarr groups, but the source is a {name}"
@@ -242,6 +307,41 @@ def _open_numpy(
         backend="numpy",
         _cache={"handle": source},
     )
+
+
+#: File endings read with Pillow, into memory.
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+def _is_picture(path: str) -> bool:
+    return "://" not in path and path.lower().endswith(PICTURE_SUFFIXES) and os.path.isfile(path)
+
+
+def _open_picture(path: str, *, axes: object, level: int | None, data_group: str | None, roi: object) -> Image:
+    """A small PNG/JPEG/... file read whole with Pillow: axes ``YXC``, or ``YX`` for one band."""
+    try:
+        from PIL import Image as PILImage
+    except ImportError as exc:
+        raise ImportError('reading PNG or JPEG files needs Pillow: pip install "zarrsample[wsi]"') from exc
+    try:
+        with PILImage.open(path) as picture:
+            pixels = np.asarray(picture)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for bad files
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ZarrsampleError(f"{path} is not an image file Pillow can read: {text}") from exc
+    if axes is None:
+        axes = "YXC" if pixels.ndim == 3 else "YX"
+    return _open_numpy(pixels, axes=axes, level=level, data_group=data_group, roi=roi, name=path)
+
+
+def _tiff_source(source: Any) -> tuple[str, int, int | None] | None:
+    """``(path, series, level)`` when ``source`` is a TIFF file or tifffile's zarr store on one."""
+    if isinstance(source, (str, os.PathLike)):
+        text = _source_text(source)
+        if text.startswith("file://"):
+            text = text[len("file://") :]
+        return (text, 0, None) if "://" not in text and is_tiff_file(text) else None
+    return tiff_store_source(source)
 
 
 def _location(array: zarr.Array) -> tuple[str, str] | None:

@@ -40,6 +40,7 @@ __all__ = [
     "map_window",
     "micrometres",
     "multiscale_placement",
+    "open_at_resolution",
 ]
 
 #: Micrometres per unit, for the OME-Zarr (UDUNITS-2) length units.
@@ -283,4 +284,47 @@ def multiscale_placement(multiscale: Any, index: int, ndim: int, where: str) -> 
     return tuple(
         Placement(os * s, os * t + ot, unit)
         for s, t, os, ot, unit in zip(scale, shift, outer_s, outer_t, units)
+    )
+
+
+#: A level matches ``resolution`` when its pixel size is within this fraction of it.
+RESOLUTION_TOLERANCE = 0.1
+
+
+def open_at_resolution(open_level: Any, resolution: Any) -> Any:
+    """The image of the first pyramid level whose pixel size matches ``resolution``.
+
+    ``open_level(level)`` opens one level. The pixel size of a level is the
+    mean of its ``Y`` and ``X`` pixel sizes in micrometres.
+
+    Raises
+    ------
+    TypeError
+        ``resolution`` is not a number.
+    ZarrsampleError
+        ``resolution`` not positive and finite, a level without a known pixel
+        size, or no level within :data:`RESOLUTION_TOLERANCE` (the message
+        lists each level's pixel size).
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)):
+        raise TypeError(f"resolution must be a number of micrometres per pixel, got {resolution!r}")
+    if not 0 < resolution < math.inf:
+        raise ZarrsampleError(f"resolution must be a positive number of micrometres per pixel, got {resolution!r}")
+    first = open_level(0)
+    found = []
+    for level in range(len(first.levels)):
+        image = first if level == 0 else open_level(level)
+        sizes = [v for a, v in image.pixel_size.items() if a in "YX"]
+        if not sizes or any(v is None for v in sizes):
+            raise ZarrsampleError(
+                f"resolution={resolution} needs pixel sizes, but {image.name} states none for its "
+                f"axes {image.axes!r}; choose a level with level= instead"
+            )
+        size = sum(sizes) / len(sizes)
+        if abs(size - resolution) <= RESOLUTION_TOLERANCE * resolution:
+            return image
+        found.append(f"level {level}: {size:.4g}")
+    raise ZarrsampleError(
+        f"resolution={resolution} um/px matches no level of {first.name} within "
+        f"{RESOLUTION_TOLERANCE:.0%}: {', '.join(found)} um/px"
     )

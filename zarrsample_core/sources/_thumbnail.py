@@ -87,7 +87,7 @@ def reduce_factor(shape: tuple[int, ...], axes: str, *, side: int) -> int:
 
 
 def open_level(image: Image, level: int) -> Image:
-    """Another pyramid level of the OME-Zarr image ``image`` belongs to.
+    """Another pyramid level of the OME-Zarr image or TIFF series ``image`` belongs to.
 
     Parameters
     ----------
@@ -126,6 +126,9 @@ def open_level(image: Image, level: int) -> Image:
             f"(origin {image.origin}, shape {image.shape}), which is defined on level "
             f"{image.level} only; pass level={image.level} or open the image without roi"
         )
+    spec = image._spec
+    if spec is not None and spec[0] == "tiff":  # another level of the same TIFF series
+        return open_image(spec[1], series=spec[2], level=level, axes=image.axes)
     group = _parent_group(image)
     try:
         other = open_image(group, level=level, axes=image.axes)

@@ -171,6 +171,14 @@ def stored_metadata(image: Any) -> tuple[Any, ...] | None:
         return None
     spec = image._spec
     store: Any
+    if spec is not None and spec[0] == "tiff":
+        from ._tiff import open_tiff_level
+
+        fresh = open_tiff_level(*spec[1:], tiles=False)
+        try:
+            return (tuple(int(n) for n in fresh.shape), str(_native(fresh.dtype)), tuple(int(c) for c in fresh.chunks))
+        finally:
+            fresh.store.close()
     if spec is None:
         handle = image._cache["handle"]
         store, path, fmt = handle.store, handle.path, handle.metadata.zarr_format
