@@ -169,3 +169,25 @@ def test_pixel_size_in_micrometres(tmp_path):
     assert open_image(str(tmp_path / "nm.zarr")).pixel_size == {"Y": 0.25, "X": 0.25}
     attrs = json.loads((tmp_path / "nm.zarr" / ".zattrs").read_text())
     assert attrs["multiscales"][0]["axes"][0]["unit"] == "nanometer"
+
+
+def test_ome_zarr_0_6_sequences_and_coordinate_systems(tmp_path):
+    import ngff_zarr as nz
+
+    data = (np.arange(301 * 257) % 251).astype(np.uint8).reshape(301, 257)
+    image = nz.to_ngff_image(data, dims=["y", "x"], scale={"y": 0.5, "x": 0.5}, translation={"y": 3.0, "x": 1.0})
+    nz.to_ngff_zarr(str(tmp_path / "v6.ome.zarr"), nz.to_multiscales(image, scale_factors=[2]), version="0.6")
+    top, low = open_image(str(tmp_path / "v6.ome.zarr")), open_image(str(tmp_path / "v6.ome.zarr"), level=1)
+    assert top.axes == "YX" and low.pixel_size == {"Y": 1.0, "X": 1.0}
+    coll = ImageCollection({"images": top, "low": low}, spatial_axes="YX")
+    assert [map_window(64, 128, m) for m in coll.window_maps("low")] == [(32, 32), (32, 32)]
+
+
+def test_an_affine_transformation_leaves_the_level_to_the_ratio_of_shapes(tmp_path):
+    group = write_multiscale(tmp_path / "aff.zarr", [np.zeros((8, 8), np.uint8)], [[2, 2]], [None])
+    attrs = group.attrs.asdict()
+    attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"] = [
+        {"type": "sequence", "transformations": [{"type": "affine", "affine": [[2, 0, 0], [0, 2, 0]]}]}
+    ]
+    group.attrs.put(attrs)
+    assert open_image(str(tmp_path / "aff.zarr")).placement is None

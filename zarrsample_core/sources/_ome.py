@@ -18,7 +18,8 @@ import zarr
 
 from .._errors import ZarrsampleError
 from ._axes import KNOWN_AXES, check_axes
-from ._placement import Placement, multiscale_placement
+from ._ome_transforms import multiscale_placement, system_axes, transform
+from ._placement import Placement
 from ._validate import check_multiscale
 
 __all__ = [
@@ -134,10 +135,12 @@ def read_multiscale(attrs: Mapping[str, Any], *, where: str) -> Multiscale | Non
         if not isinstance(path, str) or not path.strip("/"):
             raise _malformed(where, f"'multiscales[0].datasets[{i}].path' must be a string", dataset)
         paths.append(path.strip("/"))
-        scales.append(_transform(dataset, "scale"))
-        translations.append(_transform(dataset, "translation"))
+        scales.append(transform(dataset, "scale"))
+        translations.append(transform(dataset, "translation"))
 
     raw_axes = first.get("axes")
+    if raw_axes is None:  # 0.6: the axes of the coordinate system the levels map into
+        raw_axes = system_axes(first)
     axis_names: tuple[str, ...] | None
     units = None
     if raw_axes is None:
@@ -161,17 +164,7 @@ def read_multiscale(attrs: Mapping[str, Any], *, where: str) -> Multiscale | Non
     return Multiscale(
         version=version, axis_names=axis_names, paths=tuple(paths), scales=tuple(scales),
         translations=tuple(translations), units=units,
-        outer=(_transform(first, "scale"), _transform(first, "translation")),
-    )
-
-
-def _transform(node: Mapping[str, Any], kind: str) -> Any:
-    """The ``kind`` ("scale" or "translation") vector of a node's coordinateTransformations, as written."""
-    transforms = node.get("coordinateTransformations")
-    return next(
-        (t.get(kind) for t in (transforms if isinstance(transforms, Sequence) else ())
-         if isinstance(t, Mapping) and t.get("type") == kind),
-        None,
+        outer=(transform(first, "scale"), transform(first, "translation")),
     )
 
 

@@ -39,7 +39,6 @@ __all__ = [
     "exact",
     "map_window",
     "micrometres",
-    "multiscale_placement",
     "open_at_resolution",
 ]
 
@@ -228,63 +227,6 @@ def map_window(start: int, stop: int, amap: AxisMap) -> tuple[int, int]:
     r, o, d = amap.integers
     start = int(start)
     return (r * start + o) // d, max(1, (2 * r * (int(stop) - start) + d) // (2 * d))
-
-
-def _vector(value: Any, ndim: int, what: str, where: str, *, positive: bool) -> list[Fraction] | None:
-    if value is None:
-        return None
-    ok = (
-        isinstance(value, (list, tuple)) and len(value) == ndim
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-        and (not positive or all(v > 0 for v in value))
-    )
-    if not ok:
-        rule = "positive finite numbers" if positive else "finite numbers"
-        raise ZarrsampleError(
-            f"OME-Zarr metadata of {where}: {what} must be {ndim} {rule} (one per axis), got {value!r}"
-        )
-    return [exact(v) for v in value]
-
-
-def multiscale_placement(multiscale: Any, index: int, ndim: int, where: str) -> tuple[Placement, ...] | None:
-    """Each axis' placement of pyramid level ``index`` of an OME-Zarr multiscale.
-
-    The level's ``scale`` and ``translation`` are composed with the
-    multiscale's own ones (applied after). None when no ``scale`` is given
-    at all (then the ratio of shapes places the level).
-
-    Raises
-    ------
-    ZarrsampleError
-        A scale or translation that is not one finite number per axis
-        (scales positive).
-
-    Examples
-    --------
-    >>> from zarrsample_core.sources._ome import Multiscale
-    >>> ms = Multiscale("0.4", ("y", "x"), ("0", "1"), ([1, 1], [2, 2]), (None, [0.5, 0.5]),
-    ...                 ("micrometer", "micrometer"), ([0.25, 0.25], None))
-    >>> multiscale_placement(ms, 1, 2, "img.zarr")[0]
-    Placement(scale=Fraction(1, 2), translation=Fraction(1, 8), unit='micrometer')
-    """
-    scales, translations = multiscale.scales, multiscale.translations
-    scale = _vector(scales[index] if index < len(scales) else None, ndim, f"the scale of level {index}", where, positive=True)
-    shift = _vector(
-        translations[index] if index < len(translations) else None, ndim,
-        f"the translation of level {index}", where, positive=False,
-    )
-    outer_scale, outer_shift = multiscale.outer
-    outer_s = _vector(outer_scale, ndim, "the multiscale scale", where, positive=True)
-    outer_t = _vector(outer_shift, ndim, "the multiscale translation", where, positive=False)
-    if scale is None and outer_s is None:
-        return None
-    one, zero = [Fraction(1)] * ndim, [Fraction(0)] * ndim
-    scale, shift, outer_s, outer_t = scale or one, shift or zero, outer_s or one, outer_t or zero
-    units = multiscale.units if multiscale.units is not None and len(multiscale.units) == ndim else (None,) * ndim
-    return tuple(
-        Placement(os * s, os * t + ot, unit)
-        for s, t, os, ot, unit in zip(scale, shift, outer_s, outer_t, units)
-    )
 
 
 #: A level matches ``resolution`` when its pixel size is within this fraction of it.
