@@ -11,6 +11,10 @@ interleave the cases so that a change in machine load hits them alike):
 
 - ``decode-floor``: tifffile alone, no zarrsample code: every tile of level 0
   read and decoded once (``TiffPage.segments``, one thread);
+- ``decode-floor-2-threads``: the same with two decoding threads (the
+  machine's cores);
+- ``zarr-store``: every tile once through zarr on tifffile's zarr store (what
+  ``tifffile.imread(path, aszarr=True)`` with zarr gives, no zarrsample code);
 - ``sequential``: ``ds.epoch(0)`` in plan order;
 - ``chunk-shuffle``: ``shuffle=True, draw_same_chunk=True``;
 - ``workers-2``: the chunk-shuffled epoch through a torch DataLoader with two
@@ -39,7 +43,7 @@ from workloads import emit, peak_rss_mb  # noqa: E402
 TILE = 512
 PATCH = 256
 LEVELS = 3
-CASES = ("decode-floor", "sequential", "chunk-shuffle", "workers-2")
+CASES = ("decode-floor", "decode-floor-2-threads", "zarr-store", "sequential", "chunk-shuffle", "workers-2")
 
 
 def tiles(size: int, factor: int):
@@ -75,13 +79,25 @@ def run_case(path: str, case: str, size: int) -> None:
     """One case; the clock covers the pass over the pixels (file opened, plan made, imports done)."""
     patches = (size // PATCH) ** 2
     nbytes = size * size * 3
-    if case == "decode-floor":
+    if case.startswith("decode-floor"):
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             t0 = time.perf_counter()
-            count = sum(segment is not None for segment, _, _ in page.segments(maxworkers=1))
+            workers = 2 if case.endswith("2-threads") else 1
+            count = sum(segment is not None for segment, _, _ in page.segments(maxworkers=workers))
+            seconds = time.perf_counter() - t0
+        assert count == (size // TILE) ** 2
+    elif case == "zarr-store":
+        import tifffile
+        import zarr
+
+        with tifffile.TiffFile(path) as tif:
+            array = zarr.open_array(store=tif.aszarr(series=0, level=0), mode="r")
+            t0 = time.perf_counter()
+            count = sum(array[y : y + TILE, x : x + TILE].size > 0
+                        for y in range(0, size, TILE) for x in range(0, size, TILE))
             seconds = time.perf_counter() - t0
         assert count == (size // TILE) ** 2
     else:
@@ -138,8 +154,10 @@ def main() -> None:
         for _ in range(args.rounds):
             for case in CASES:
                 command = [sys.executable, __file__, "--case", path, case, "--size", str(args.size)]
-                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                fields = json.loads(out.strip().splitlines()[-1])
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode:
+                    sys.exit(f"case {case} failed:\n{done.stderr[-3000:]}")
+                fields = json.loads(done.stdout.strip().splitlines()[-1])
                 old = best.get(case)
                 if old is not None:
                     rss = max(fields["peak_rss_mb"], old["peak_rss_mb"])

@@ -1,7 +1,8 @@
 """Inference: patch predictions stitched back into whole images, tissue masks.
 
 The :class:`Stitcher` (blending, bounded memory, chunks written as they
-complete) and :func:`tissue_mask`.
+complete; OME-Zarr pyramids placed like the source, or a label of an
+existing OME-Zarr image) and :func:`tissue_mask`.
 
 May import: ``sources``, ``planning``, ``reading``, ``epochs`` and the
 shared leaves.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -13,13 +13,10 @@ import numpy as np
 from .._checks import check_bool, check_int
 from .._errors import ZarrsampleError
 from ._stitch_blocks import (
-    Block,
-    SpillStore,
-    create_output,
+    BlockStore,
     default_chunks,
     expected_counts,
     patch_weights,
-    resolve_output,
     touched_blocks,
 )
 from ._stitch_checks import (
@@ -35,6 +32,7 @@ from ._stitch_checks import (
     crop_per_axis,
     int_tuple,
 )
+from ._stitch_output import Levels, StitchOutput
 from ._stitch_writer import BlockWriter
 
 __all__ = ["Stitcher"]
@@ -45,10 +43,11 @@ class Stitcher:
 
     Parameters
     ----------
-    out : str, os.PathLike, zarr.Array or numpy.ndarray
+    out : str, os.PathLike, zarr.Array or numpy.ndarray, optional
         A path: a new zarr v3 array is created there (never overwritten).
         A ``zarr.Array`` or a writeable numpy array of shape ``shape``: it is
         filled in place (numpy outputs are accumulated whole, in memory).
+        None only with ``label_of``.
     shape : sequence of int
         The full output shape ``(*leading, *spatial)``. The last D axes are
         spatial, D being ``position.shape[-2]``; leading axes (channels,
@@ -68,12 +67,13 @@ class Stitcher:
     sigma : float
         Gaussian width as a fraction of the cropped patch side.
     ome : bool
-        With a path ``out``: create an OME-Zarr v0.5 image group with one
-        level ``"0"`` instead of a bare array.
+        With a path ``out``: create an OME-Zarr 0.5 image group (level
+        ``"0"``, then ``"1"``... see ``levels``) instead of a bare array.
     axes : str, optional
         Axis letters of the output (``"CYX"``...): stored as zarr
-        ``dimension_names`` and, with ``ome``, as OME-Zarr axes (default the
-        last letters of ``"TCZYX"``).
+        ``dimension_names`` and, with ``ome``, as OME-Zarr axes, in the order
+        of ``"TCZYX"`` (default ``like.axes`` if it has ``len(shape)``
+        letters, else the last letters of ``"TCZYX"``).
     positions : (n, D, 2) int array, optional
         Every window that will be added (e.g. from a plan). Each output
         chunk is then written, and its memory freed, as soon as its last
@@ -84,13 +84,32 @@ class Stitcher:
     write_threads : int
         Background threads that store finished chunks of a zarr output
         (0: in the calling thread); see Notes.
+    like : Image, optional
+        With ``ome``: each spatial axis (``Z``, ``Y``, ``X``) takes the unit,
+        scale and translation of ``like``'s axis of that letter (region of
+        interest included); if their extents differ, the output spans the
+        same physical extent (scale times ``like``'s extent over the
+        output's). Other axes, and all without ``like``: scale 1, no shift.
+    levels : "auto" or int, optional
+        OME-Zarr pyramid levels, written by :meth:`finalize`: ``"auto"``
+        halves ``Z``, ``Y``, ``X`` until a level fits in one chunk; an int
+        gives that many (default 1). A label has the image's number.
+    label_of : str or os.PathLike, optional
+        A local OME-Zarr image group (0.4 on zarr v2, 0.5 on zarr v3): the
+        output is its label ``labels/<name>``, in its version, with its
+        axes, placement and number of levels (``shape``: the image's
+        spatial sizes, 1 or the image's size on the others; ``chunks``:
+        default the image's); ``out`` and ``like`` stay None.
+    name : str, optional
+        The label's name; it must not exist yet.
 
     Raises
     ------
     TypeError, ZarrsampleError
         A parameter of the wrong type or value (the message names it).
     FileExistsError
-        ``out`` is a path where something already exists.
+        ``out`` is a path where something already exists, or ``name`` is
+        already a label of ``label_of``.
 
     Notes
     -----
@@ -123,6 +142,14 @@ class Stitcher:
     A ``with`` block finalizes on a normal exit and only cleans up (threads,
     temporary files) after an exception.
 
+    OME-Zarr levels halve the spatial axes (``ceil`` sizes) by the mean for
+    float outputs, the first pixel (``[::2]``) for integer ones, in chunk
+    tiles (bounded memory); level ``k`` has ``scale * 2**k`` and
+    ``translation + (2**k - 1) / 2 * scale`` (pixel centres, corners
+    aligned). A label is listed in ``labels`` once complete; nothing else of
+    the image changes but its consolidated metadata, if any (attributes
+    kept). Float labels are written, but the 0.5 validators refuse them.
+
     Examples
     --------
     >>> import numpy as np
@@ -147,7 +174,7 @@ class Stitcher:
 
     def __init__(
         self,
-        out: Any,
+        out: Any = None,
         *,
         shape: Sequence[int],
         chunks: Sequence[int] | None = None,
@@ -160,6 +187,10 @@ class Stitcher:
         positions: Any = None,
         max_bytes: int = 256 * 2**20,
         write_threads: int = 1,
+        like: Any = None,
+        levels: Levels = None,
+        label_of: str | os.PathLike[str] | None = None,
+        name: str | None = None,
     ) -> None:
         self.shape = int_tuple(shape, "shape", 1)
         if not self.shape:
@@ -169,19 +200,18 @@ class Stitcher:
         self._crop: int | tuple[int, ...] = check_crop(crop)
         self.max_bytes = check_int(max_bytes, "max_bytes")
         self.write_threads = check_int(write_threads, "write_threads")
-        ome = check_bool(ome, "ome")
-        self._path, self._array, self._chunks, self.dtype, self._axes = resolve_output(
-            out, shape=self.shape, chunks=chunks, dtype=dtype, ome=ome, axes=axes
+        self._output = output = StitchOutput(
+            out, shape=self.shape, chunks=chunks, dtype=dtype, ome=check_bool(ome, "ome"), axes=axes,
+            like=like, levels=levels, label_of=label_of, name=name,
         )
+        self._path, self._array, self._chunks, self.dtype = output.path, output.array, output.chunks, output.dtype
         if self.dtype.kind not in "iuf":
             raise ZarrsampleError(f"dtype must be an integer or float type, got {self.dtype}")
-        self._ome = ome
         self._positions = None if positions is None else as_positions(positions, "positions", True)
         self._lock = threading.Lock()
-        self._memory: OrderedDict[int, Block] = OrderedDict()
-        self._spill = SpillStore()
+        self._blocks = BlockStore(self.max_bytes, self.blend, spill=not isinstance(self._array, np.ndarray))
         self._writer = BlockWriter(None, blend=self.blend, dtype=self.dtype, threads=0)  # see _setup
-        self._counts = {"patches": 0, "chunks_written": 0, "pending_bytes": 0, "peak_bytes": 0}
+        self._counts = {"patches": 0, "chunks_written": 0}
         self._ndim: int | None = None
         self._closed = self._finalized = False
         if self._positions is not None:
@@ -195,9 +225,7 @@ class Stitcher:
         if self._array is not None or self._path is None:
             return
         chunks = self._chunks or default_chunks(self.shape, len(self.shape) if ndim is None else ndim)
-        self._array = create_output(
-            self._path, shape=self.shape, chunks=chunks, dtype=self.dtype, ome=self._ome, axes=self._axes
-        )
+        self._array = self._output.create(chunks)
 
     def _setup(self, d: int) -> None:
         if self._ndim is not None:
@@ -289,34 +317,14 @@ class Stitcher:
     def _accumulate(
         self, patch: np.ndarray, origin: np.ndarray, key: int, region: np.ndarray, weights: list[np.ndarray]
     ) -> None:
-        block = self._memory.get(key)
         block_start, block_stop = self._block_bounds(key)
-        if block is None:
-            block = Block.empty(self.leading, tuple((block_stop - block_start).tolist()), self.blend)
-            self._memory[key] = block
-            self._counts["pending_bytes"] += block.nbytes
-            self._counts["peak_bytes"] = max(self._counts["peak_bytes"], self._counts["pending_bytes"])
-            self._evict()
-        else:
-            self._memory.move_to_end(key)
+        block = self._blocks.get(key, self.leading, tuple((block_stop - block_start).tolist()))
         block.add(patch, region - origin, region - block_start, self.blend, weights,
                   region - (origin + self._crop_d))
 
-    def _evict(self) -> None:
-        """Spill least recently used accumulators (never the newest) until within ``max_bytes``."""
-        if isinstance(self._array, np.ndarray):
-            return  # a numpy output is one block, accumulated in memory
-        while self._counts["pending_bytes"] > self.max_bytes and len(self._memory) > 1:
-            key, block = self._memory.popitem(last=False)
-            self._counts["pending_bytes"] -= block.nbytes
-            self._spill.save(key, block, self.blend)
-
     def _write(self, key: int) -> None:
         """Normalise a block (memory and spill merged) and write it to the output."""
-        block = self._memory.pop(key, None)
-        if block is not None:
-            self._counts["pending_bytes"] -= block.nbytes
-        block = self._spill.pop(key, into=block, blend=self.blend)
+        block = self._blocks.pop(key)
         start, stop = self._block_bounds(key)
         lead = (slice(None),) * len(self.leading)
         self._writer.submit(lead + tuple(slice(a, b) for a, b in zip(start.tolist(), stop.tolist())),
@@ -353,14 +361,15 @@ class Stitcher:
             self._check_open()
             if self._ndim is None:  # nothing added: any split into leading and spatial axes will do
                 self._setup(len(self._crop) if isinstance(self._crop, tuple) else len(self.shape))
-            for key in sorted(set(self._memory) | self._spill.keys()):
+            for key in sorted(self._blocks.keys()):
                 self._write(key)
             if self._path is None:
                 for key in np.flatnonzero(~self._written.reshape(-1)).tolist():
                     self._write(key)
             self._writer.wait()
             self._writer.close()
-            self._spill.close()
+            self._blocks.close()
+            self._output.finish()  # OME-Zarr: reduced levels, metadata, label registration
             self._finalized = True
             return self._array
 
@@ -368,9 +377,7 @@ class Stitcher:
         """Remove temporary files and drop pending accumulators (without writing them)."""
         with self._lock:
             self._writer.close()
-            self._memory.clear()
-            self._counts["pending_bytes"] = 0
-            self._spill.close()
+            self._blocks.close()
             self._closed = True
 
     def __enter__(self) -> Stitcher:
@@ -392,14 +399,16 @@ class Stitcher:
     @property
     def spill_path(self) -> str | None:
         """The temporary directory of spilled accumulators (None when there is none)."""
-        return self._spill.path
+        return self._blocks.spill.path
 
     def stats(self) -> dict[str, int]:
         """Counters: ``patches``, ``chunks_written``, ``pending_chunks``, ``pending_bytes``,
         ``peak_bytes`` (of in-memory accumulators), ``spilled_chunks``, ``spills``."""
         with self._lock:
-            return {**self._counts, "pending_chunks": len(self._memory),
-                    "spilled_chunks": len(self._spill), "spills": self._spill.spills}
+            blocks = self._blocks
+            return {**self._counts, "pending_bytes": blocks.pending_bytes, "peak_bytes": blocks.peak_bytes,
+                    "pending_chunks": len(blocks.memory), "spilled_chunks": len(blocks.spill),
+                    "spills": blocks.spill.spills}
 
     def __repr__(self) -> str:
         where = self._path if self._path is not None else type(self._array).__name__

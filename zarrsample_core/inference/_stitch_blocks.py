@@ -1,4 +1,4 @@
-"""Building blocks of the Stitcher: blend weights, chunk accumulators, spills, outputs.
+"""Building blocks of the Stitcher: blend weights, chunk accumulators, spills.
 
 An output is accumulated per *block*: the spatial part of one storage chunk
 (or shard) of the output array, holding every leading axis (channels,
@@ -8,39 +8,30 @@ sum, or the running maximum) and ``weight`` (float64, spatial only).
 
 from __future__ import annotations
 
-import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import reduce
 from itertools import product
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import zarr
-
-from .._errors import ZarrsampleError
-from ..sources._axes import KNOWN_AXES, check_axes
-from ._stitch_checks import int_tuple
 
 __all__ = [
     "Block",
+    "BlockStore",
     "SpillStore",
     "cast_output",
-    "create_output",
     "default_chunks",
     "expected_counts",
     "normalise",
-    "ome_axes",
     "patch_weights",
-    "resolve_output",
     "touched_blocks",
 ]
 
 #: Smallest gaussian weight: every pixel of a patch keeps a (negligible) say,
 #: so a pixel covered only by patch borders never divides by an underflowed 0.
 WEIGHT_FLOOR = 1e-12
-_AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
 
 
 def patch_weights(window: Sequence[int], *, blend: str, sigma: float) -> list[np.ndarray]:
@@ -207,6 +198,59 @@ class SpillStore:
         self._keys.clear()
 
 
+class BlockStore:
+    """The accumulators of unfinished blocks: in memory up to ``max_bytes``, spilled beyond it.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Budget of the in-memory accumulators; the least recently used ones
+        beyond it (never the newest) are spilled to a :class:`SpillStore`.
+    blend : {"mean", "gaussian", "max"}
+        How blocks accumulate (and merge).
+    spill : bool
+        False keeps every accumulator in memory (a numpy output is one block).
+    """
+
+    def __init__(self, max_bytes: int, blend: str, spill: bool = True) -> None:
+        self.max_bytes, self.blend, self.can_spill = max_bytes, blend, spill
+        self.memory: OrderedDict[int, Block] = OrderedDict()
+        self.spill = SpillStore()
+        self.pending_bytes = self.peak_bytes = 0
+
+    def get(self, key: int, leading: tuple[int, ...], shape: tuple[int, ...]) -> Block:
+        """The in-memory accumulator of ``key``, created empty (``(*leading, *shape)``) if absent."""
+        block = self.memory.get(key)
+        if block is not None:
+            self.memory.move_to_end(key)
+            return block
+        block = self.memory[key] = Block.empty(leading, shape, self.blend)
+        self.pending_bytes += block.nbytes
+        self.peak_bytes = max(self.peak_bytes, self.pending_bytes)
+        while self.can_spill and self.pending_bytes > self.max_bytes and len(self.memory) > 1:
+            old, evicted = self.memory.popitem(last=False)
+            self.pending_bytes -= evicted.nbytes
+            self.spill.save(old, evicted, self.blend)
+        return block
+
+    def pop(self, key: int) -> Block | None:
+        """The whole accumulator of ``key`` (memory and spill merged, both removed); None if none."""
+        block = self.memory.pop(key, None)
+        if block is not None:
+            self.pending_bytes -= block.nbytes
+        return self.spill.pop(key, into=block, blend=self.blend)
+
+    def keys(self) -> set[int]:
+        """Keys with an accumulator in memory or on disk."""
+        return set(self.memory) | self.spill.keys()
+
+    def close(self) -> None:
+        """Drop every accumulator and remove the spill directory."""
+        self.memory.clear()
+        self.pending_bytes = 0
+        self.spill.close()
+
+
 def touched_blocks(
     lo: np.ndarray, hi: np.ndarray, block: np.ndarray, grid: tuple[int, ...]
 ) -> list[tuple[int, int, np.ndarray]]:
@@ -268,83 +312,3 @@ def expected_counts(first: np.ndarray, last: np.ndarray, grid: tuple[int, ...]) 
     for k in range(d):
         diff = np.cumsum(diff, axis=k)
     return diff[tuple(slice(0, g) for g in grid)]
-
-
-def ome_axes(axes: str | None, ndim: int) -> str:
-    """The axes of an OME-Zarr output: ``axes`` checked, or the last letters of "TCZYX"."""
-    if axes is None:
-        if ndim > len(KNOWN_AXES):
-            raise ZarrsampleError(
-                f"axes: an OME-Zarr output has at most {len(KNOWN_AXES)} dimensions, got shape of {ndim}"
-            )
-        return KNOWN_AXES[-ndim:]
-    return check_axes(axes, ndim)
-
-
-def resolve_output(
-    out: Any, *, shape: tuple[int, ...], chunks: object, dtype: Any, ome: bool, axes: str | None
-) -> tuple[str | None, Any, tuple[int, ...] | None, np.dtype, str | None]:
-    """Check a Stitcher's ``out``: ``(path, array, chunks, dtype, axes)``.
-
-    A path gives ``array=None`` (created later by :func:`create_output`); a
-    ``zarr.Array`` or writeable numpy array of shape ``shape`` gives
-    ``path=None`` and its own dtype.
-    """
-    if isinstance(out, (str, os.PathLike)):
-        path = os.fspath(out)
-        if Path(path).exists():
-            raise FileExistsError(
-                f"out={path!r} already exists; Stitcher never overwrites: remove it or choose a new path"
-            )
-        chunk_shape = None if chunks is None else int_tuple(chunks, "chunks", 1)
-        if chunk_shape is not None and len(chunk_shape) != len(shape):
-            raise ZarrsampleError(f"chunks must have one entry per axis of shape={shape}, got {chunk_shape}")
-        if ome:
-            axes = ome_axes(axes, len(shape))
-        elif axes is not None:
-            axes = check_axes(axes, len(shape))
-        return path, None, chunk_shape, np.dtype(dtype), axes
-    if isinstance(out, np.ndarray):
-        if not out.flags.writeable:
-            raise ZarrsampleError("out must be a writeable numpy array, got a read-only one")
-    elif not isinstance(out, zarr.Array):
-        raise TypeError(f"out must be a path, a zarr.Array or a numpy array, got {type(out).__name__}")
-    if tuple(out.shape) != shape:
-        raise ZarrsampleError(f"out must have shape={shape}, got an array of shape {tuple(out.shape)}")
-    for name, value in (("chunks", chunks), ("axes", axes)):
-        if value is not None:
-            raise ZarrsampleError(f"{name} applies to a created array only (out a path), got {value!r}")
-    if ome:
-        raise ZarrsampleError("ome=True needs out to be a path (a new OME-Zarr group), got an array")
-    return None, out, None, np.dtype(out.dtype), None
-
-
-def create_output(
-    path: str | os.PathLike[str],
-    *,
-    shape: tuple[int, ...],
-    chunks: tuple[int, ...],
-    dtype: np.dtype,
-    ome: bool,
-    axes: str | None,
-) -> Any:
-    """Create a zarr v3 array (or an OME-Zarr v0.5 image group with level "0") at ``path``."""
-    names = None if axes is None else tuple(axes.lower())
-    kwargs: dict[str, Any] = dict(
-        shape=shape, chunks=chunks, dtype=dtype, fill_value=0, dimension_names=names
-    )
-    if not ome:
-        return zarr.create_array(store=os.fspath(path), zarr_format=3, **kwargs)
-    assert axes is not None
-    multiscale = {
-        "name": Path(path).name,
-        "axes": [{"name": a.lower(), "type": _AXIS_TYPES[a]} for a in axes],
-        "datasets": [
-            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * len(shape)}]}
-        ],
-    }
-    group = zarr.create_group(
-        store=os.fspath(path), zarr_format=3,
-        attributes={"ome": {"version": "0.5", "multiscales": [multiscale]}},
-    )
-    return group.create_array("0", **kwargs)
