@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from fractions import Fraction
 
@@ -191,3 +192,37 @@ def test_an_affine_transformation_leaves_the_level_to_the_ratio_of_shapes(tmp_pa
     ]
     group.attrs.put(attrs)
     assert open_image(str(tmp_path / "aff.zarr")).placement is None
+
+
+def test_ome_zarr_py_pyramid_levels_read_and_align_as_its_reader_says(tmp_path):
+    """ome-zarr-py resamples each level from the whole image: scales like 2.002, translations (s - 1) / 2."""
+    import logging
+
+    from ome_zarr.format import FormatV04
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ome-zarr-py's own deprecations
+        from ome_zarr.writer import write_image
+
+        data = (np.arange(1001 * 1537) % 251).astype(np.uint8).reshape(1001, 1537)
+        group = zarr.open_group(str(tmp_path / "py.ome.zarr"), mode="w", zarr_format=2)
+        write_image(data, group, axes="yx", fmt=FormatV04())
+        node = next(iter(Reader(parse_url(str(tmp_path / "py.ome.zarr")))()))
+    theirs = [np.asarray(level) for level in node.data]
+    scales = [t[0]["scale"] for t in node.metadata["coordinateTransformations"]]
+    assert abs(scales[1][0] - 2) > 1e-6  # not a power of two: the ratio needs the metadata
+    coll = ImageCollection({
+        "images": open_image(str(tmp_path / "py.ome.zarr")),
+        "low": open_image(str(tmp_path / "py.ome.zarr"), level=1),
+    }, spatial_axes="YX")
+    np.testing.assert_array_equal(coll["low"].read(), theirs[1])
+    shift = [t[1]["translation"] for t in node.metadata["coordinateTransformations"]][1]
+    for start in (0, 128, 640, 896):
+        for axis, amap in enumerate(coll.window_maps("low")):
+            # naive: the level-1 pixel whose extent holds the reference window's first edge
+            edge = Fraction(start) - Fraction(1, 2)
+            s, t = exact(scales[1][axis]), exact(shift[axis])
+            assert map_window(start, start + 128, amap)[0] == math.floor((edge - t) / s + Fraction(1, 2))
