@@ -60,3 +60,29 @@ def test_workers_deliver_the_writers_pixels_every_epoch(sources, context):
                 wrong.append((sources[k][0], y, x, np.count_nonzero(got != want) if got.shape == want.shape else -1))
         assert not wrong, f"{context} workers, epoch {epoch}: wrong pixels in (source, y, x, count) {wrong[:5]}"
         assert sorted(seen) == wanted, f"{context} workers, epoch {epoch}: patches missing or repeated"
+
+
+def test_what_travels_to_a_worker(tmp_path):
+    """A re-openable array travels as its location, a MemoryStore with its content, others are refused."""
+    import pickle
+
+    from zarr.storage import LocalStore, MemoryStore
+
+    from zarrsample_core import ZarrsampleError
+
+    data = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    on_disk = zarr.create_array(store=LocalStore(str(tmp_path / "a.zarr")), data=data, chunks=(4, 4))
+    image = open_image(on_disk, axes="YX")
+    assert image._spec == ("zarr", "file", str(tmp_path / "a.zarr"), "", 3)
+    again = pickle.loads(pickle.dumps(image))
+    assert again._cache == {}  # no handle travelled: re-opened from the path
+    np.testing.assert_array_equal(again.read(), data)
+    in_memory = zarr.create_array(store=MemoryStore(), data=data, chunks=(4, 4))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(open_image(in_memory, axes="YX"))).read(), data)
+
+    class OwnStore(MemoryStore):
+        """A store zarrsample knows nothing about."""
+
+    own = zarr.create_array(store=OwnStore(), data=data, chunks=(4, 4))
+    with pytest.raises(ZarrsampleError, match=r"cannot be sent to another process .* it is in a OwnStore"):
+        pickle.dumps(open_image(own, axes="YX"))
