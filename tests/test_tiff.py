@@ -202,3 +202,12 @@ def test_any_region_of_any_level_is_tifffiles(files, decoded, data):
     np.testing.assert_array_equal(image.read(selection), expected[selection])
     [many] = image.read_many([selection])
     np.testing.assert_array_equal(many, expected[selection])
+
+
+def test_one_page_levels_decode_tiles_and_other_layouts_use_the_zarr_store(files):
+    from zarrsample_core.sources._tiff_tiles import TileReader
+
+    for kind in ("jpeg", "zlib", "ome", "svs", "stripped"):
+        assert isinstance(open_image(str(files[kind]))._array(), TileReader), kind
+    for kind in ("planar", "zstack"):
+        assert isinstance(open_image(str(files[kind]))._array(), zarr.Array), kind

@@ -23,8 +23,10 @@ __all__ = ["TileReader", "tile_reader"]
 
 def tile_reader(tif: Any, path: str, series: int, level: int) -> TileReader | None:
     """A :class:`TileReader` for the level, or None when its layout needs the zarr store."""
+    import tifffile
+
     pages = tif.series[series].levels[level].pages
-    if len(pages) != 1 or pages[0] is None:
+    if len(pages) != 1 or not isinstance(pages[0], tifffile.TiffPage):  # frames: the zarr store
         return None
     page = pages[0]
     shape = tuple(int(n) for n in tif.series[series].levels[level].shape)
