@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import _moved
 from ._errors import ZarrsampleError
+from ._version import package_version
 from .epochs import EpochIterator, PatchDataset, sample_spec
 from .inference import Stitcher, tissue_mask
 from .planning import (
@@ -23,6 +24,8 @@ from .reading import ChunkReadError, PatchReader
 from .sources import Image, ImageCollection, open_image
 
 _moved.install()
+
+__version__: str = package_version()
 
 __all__ = [
     "BlueNoisePatchSampler",

@@ -19,6 +19,7 @@ import numpy as np
 
 from .._errors import ZarrsampleError
 from .._progress import progress
+from .._version import package_version
 from ..planning._bluenoise_sampler import BlueNoisePatchSampler
 from ..planning._sampler import PatchSampler
 from ..sources._collection import ImageCollection
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Inspect zarr / OME-Zarr images and plan patches over them.",
         epilog="run 'zarrsample COMMAND --help' for the options and examples of a command",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     raw = argparse.RawDescriptionHelpFormatter
 
