@@ -252,3 +252,35 @@ def test_demo_end_to_end(tmp_path):
     assert stitched.shape == (3, 1024, 1024) and stitched.dtype == np.float32
     again = cli("demo", "--out", out, "--size", "1024", "--quiet")
     one_error_line(again, 1, r"the demo never overwrites: .*slide\.ome\.zarr")
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """``zarrsample info ... | head -1``: no "Broken pipe" error, the usual exit status of a closed pipe."""
+    path = tmp_path / "a.zarr"
+    zarr.create_array(store=str(path), shape=(8, 8), chunks=(4, 4), dtype="uint8")
+    script = (
+        "import os, sys\n"
+        "from zarrsample_core.cli import main\n"
+        "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+        f"code = main(['info', {str(path)!r}])\n"
+        "sys.stderr.write(f'exit {code}')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "Broken pipe" not in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.strip().endswith("exit 141")
+
+
+def test_info_refuses_what_open_image_refuses(tmp_path):
+    path = tmp_path / "huge.zarr"
+    zarr.create_array(store=str(path), shape=(10**15, 10**15), chunks=(1000, 1000), dtype="uint8")
+    out = subprocess.run([sys.executable, "-m", "zarrsample_core", "info", str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1 and "more than int64 indexing allows" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_preview_path_that_is_not_png_is_refused(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "zarrsample_core", "plan", str(tmp_path / "x.zarr"),
+                          "--preview", str(tmp_path / "plan.jpg")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "previews are PNG files: give a path ending in .png" in out.stderr
+    assert not (tmp_path / "plan.jpg").exists()

@@ -39,3 +39,12 @@ def test_the_version_comes_from_the_package_metadata():
 
 def test_the_changelog_names_the_current_version():
     assert f"## {zarrsample_core.__version__}" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_extras_state_ranges_and_the_demo_needs_no_extra():
+    """Exact pins belong in constraints.txt; Pillow (previews, pictures) is a core dependency."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = config["project"]["optional-dependencies"]
+    assert not [r for name in ("torch", "tf", "jax", "wsi") for r in extras[name] if "==" in r]
+    assert any(r.lower().startswith("pillow") for r in config["project"]["dependencies"])
+    assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().splitlines()

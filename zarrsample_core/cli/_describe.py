@@ -13,6 +13,7 @@ from .._errors import ZarrsampleError
 from ..sources._io import _open_path, open_image
 from ..sources._ome import axis_letters, read_multiscale
 from ..sources._tiff import is_tiff_file, tiff_file
+from ..sources._validate import check_array_metadata
 
 __all__ = ["describe", "format_info"]
 
@@ -97,6 +98,8 @@ def describe(path: str) -> dict[str, Any]:
     node = _open_path(path)
     fmt = node.metadata.zarr_format
     if isinstance(node, zarr.Array):
+        # What open_image would refuse (a 0 chunk, more elements than int64 indexes) is refused here too.
+        check_array_metadata(tuple(int(n) for n in node.shape), node.chunks, node.dtype, path)
         return {"path": path, "kind": "array", "zarr_format": fmt, **_array_info(node)}
     attrs = node.attrs.asdict()
     multiscale = read_multiscale(attrs, where=path)

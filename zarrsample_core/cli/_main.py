@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -87,6 +89,12 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 _positive, _non_negative = _int_at_least(1), _int_at_least(0)
+
+
+def _png_path(text: str) -> str:
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"previews are PNG files: give a path ending in .png, got {text!r}")
+    return text
 
 
 def _micrometres(text: str) -> float:
@@ -284,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--min-area", type=_area, default=0.5,
                       help="mask coverage needed: a fraction in [0, 1) or a pixel count (default 0.5)")
     plan.add_argument("--allow-incomplete", action="store_true", help="keep patches crossing the border")
-    plan.add_argument("--preview", metavar="PNG", help="write a PNG of the image, mask and patches")
+    plan.add_argument("--preview", metavar="PNG", type=_png_path, help="write a PNG of the image, mask and patches")
     plan.add_argument("--preview-size", type=_positive, default=1024,
                       help="longest side of the preview, pixels (default 1024)")
     plan.add_argument("--json", action="store_true", help="print one JSON object")
@@ -329,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`zarrsample info ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at interpreter exit
+        return 128 + signal.SIGPIPE
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
         return 1
