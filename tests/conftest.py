@@ -8,9 +8,13 @@ import http.server
 import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
+import pytest
 import zarr
 from hypothesis import HealthCheck, settings
 from zarr.storage import MemoryStore
@@ -134,7 +138,7 @@ def flaky_server(root, monkeypatch, *, fail_every=3, mode="503"):
 
 
 #: Test files that fork DataLoader workers: collected first (see below).
-FORKING_TESTS = ("test_torch.py", "test_soak.py", "test_workers.py")
+FORKING_TESTS = ("test_torch.py", "test_soak.py", "test_workers.py", "test_s3.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -169,3 +173,32 @@ def read_only_tree(root):
     finally:
         for p, mode in modes.items():
             os.chmod(p, mode)
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A moto S3 server on 127.0.0.1 (a subprocess, stopped after the module): yields its storage options."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        os.environ.pop(var, None)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.1)
+        yield {"key": "testing", "secret": "testing",
+               "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"}}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -73,7 +73,7 @@ def test_what_travels_to_a_worker(tmp_path):
     data = np.arange(64, dtype=np.uint8).reshape(8, 8)
     on_disk = zarr.create_array(store=LocalStore(str(tmp_path / "a.zarr")), data=data, chunks=(4, 4))
     image = open_image(on_disk, axes="YX")
-    assert image._spec == ("zarr", "file", str(tmp_path / "a.zarr"), "", 3)
+    assert image._spec == ("zarr", "file", str(tmp_path / "a.zarr"), "", 3, None)
     again = pickle.loads(pickle.dumps(image))
     assert again._cache == {}  # no handle travelled: re-opened from the path
     np.testing.assert_array_equal(again.read(), data)

@@ -58,13 +58,15 @@ def _labels(group: zarr.Group) -> list[str]:
     return [str(n) for n in names] if isinstance(names, list) else []
 
 
-def describe(path: str) -> dict[str, Any]:
+def describe(path: str, *, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Metadata of the zarr array or group at ``path``, as plain JSON data.
 
     Parameters
     ----------
     path : str
-        Local path or http(s) URL of a zarr v2/v3 array or group.
+        Local path or URL of a zarr v2/v3 array or group, or a TIFF file.
+    storage_options : dict, optional
+        fsspec's options for a URL (see :func:`open_image`).
 
     Returns
     -------
@@ -95,7 +97,7 @@ def describe(path: str) -> dict[str, Any]:
     """
     if is_tiff_file(path):
         return _describe_tiff(path)
-    node = _open_path(path)
+    node = _open_path(path, storage_options)
     fmt = node.metadata.zarr_format
     if isinstance(node, zarr.Array):
         # What open_image would refuse (a 0 chunk, more elements than int64 indexes) is refused here too.

@@ -91,6 +91,16 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 _positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"anon\": true}}', got {text!r}")
+    return value
+
+
 def _png_path(text: str) -> str:
     if not text.lower().endswith(".png"):
         raise argparse.ArgumentTypeError(f"previews are PNG files: give a path ending in .png, got {text!r}")
@@ -118,7 +128,7 @@ def _area(text: str) -> float:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    info = describe(args.path)
+    info = describe(args.path, storage_options=_url_options(args.path, args.storage_options))
     print(json.dumps(info, default=str) if args.json else format_info(info))
     return 0
 
@@ -126,34 +136,40 @@ def _run_info(args: argparse.Namespace) -> int:
 # -- plan --------------------------------------------------------------------------------------
 
 
-def _open_mask(path: str, spatial: str, axes: str | None) -> Image:
+def _url_options(path: str, options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """--storage-options for a URL; None for a local path (they apply to URLs only)."""
+    return options if "://" in path and not path.startswith("file://") else None
+
+
+def _open_mask(path: str, spatial: str, axes: str | None, options: dict[str, Any] | None) -> Image:
     try:
-        return open_image(path, axes=axes)
+        return open_image(path, axes=axes, storage_options=_url_options(path, options))
     except ZarrsampleError:
         if axes is not None:
             raise
         try:  # a plain array without axis metadata: one axis per spatial axis
-            return open_image(path, axes=spatial)
+            return open_image(path, axes=spatial, storage_options=_url_options(path, options))
         except ZarrsampleError:
             pass
         raise
 
 
-def _image_options(args: argparse.Namespace) -> dict[str, Any]:
-    """open_image options of the plan command: axes, level or resolution, series."""
+def _image_options(args: argparse.Namespace, path: str) -> dict[str, Any]:
+    """open_image options of the plan command: axes, level or resolution, series, storage options."""
     if args.level is not None and args.resolution is not None:
         raise ZarrsampleError(f"give --level or --resolution, not both (got {args.level} and {args.resolution})")
-    return {"axes": args.axes, "level": args.level, "resolution": args.resolution, "series": args.series}
+    return {"axes": args.axes, "level": args.level, "resolution": args.resolution, "series": args.series,
+            "storage_options": _url_options(path, args.storage_options)}
 
 
 def _plan_one(path: str, args: argparse.Namespace, sampler: PatchSampler) -> tuple[dict[str, Any], Any]:
     t0 = time.perf_counter()
-    image = open_image(path, **_image_options(args))
+    image = open_image(path, **_image_options(args, path))
     spatial = sampler.spatial_axes
     t1 = time.perf_counter()
     mask = None
     if args.mask:
-        mask = _open_mask(args.mask, spatial, args.mask_axes)
+        mask = _open_mask(args.mask, spatial, args.mask_axes, args.storage_options)
     elif args.tissue:
         from ..inference._tissue import tissue_mask
 
@@ -184,7 +200,7 @@ def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--preview needs a single PATH, got {len(args.paths)}")
     spatial = args.spatial_axes
     if spatial is None:
-        first = open_image(args.paths[0], **_image_options(args))
+        first = open_image(args.paths[0], **_image_options(args, args.paths[0]))
         spatial = spatial_letters(first.axes)
         if not spatial:
             raise ZarrsampleError(
@@ -267,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=raw)
     info.add_argument("path", help="local path or http(s) URL of a zarr array or group, or a TIFF/SVS file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--storage-options", type=_json_object, metavar="JSON",
+                      help='fsspec options for a URL, e.g. \'{"anon": true}\' for a public s3:// bucket')
 
     plan = sub.add_parser("plan", help="plan patches and report their counts (and draw them)",
                           description="Plan the patches of one or more images with PatchSampler or "
@@ -278,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pick the pyramid level at this pixel size, in micrometres per pixel")
     plan.add_argument("--series", type=_non_negative, help="series of a TIFF file with several (default 0)")
     plan.add_argument("--axes", help="axes of the image, e.g. CYX, when its metadata has none")
+    plan.add_argument("--storage-options", type=_json_object, metavar="JSON",
+                      help='fsspec options for URLs, e.g. \'{"anon": true}\' for a public s3:// bucket')
     plan.add_argument("--spatial-axes", help="axes patches are taken along (default: Z, Y, X of the image)")
     plan.add_argument("--patch-size", type=_sizes(1), default=256,
                       help="patch size: an int or one per spatial axis, e.g. 256,128 (default 256)")

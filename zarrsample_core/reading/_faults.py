@@ -214,6 +214,8 @@ def array_path(image: Any) -> str | None:
     spec = getattr(image, "_spec", None)
     if spec is not None and spec[0] == "zarr":
         return str(spec[3])
+    if spec is not None and spec[0] == "tiff":  # a TIFF level has no path inside a store
+        return None
     if spec is not None and len(spec) > 2:
         return str(spec[2])
     return getattr(getattr(image, "_cache", {}).get("handle"), "path", None)

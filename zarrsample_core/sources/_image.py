@@ -15,7 +15,7 @@ from .._errors import ZarrsampleError
 from ._placement import Placement, micrometres
 from ._roi import selection_bounds
 
-__all__ = ["HTTP_TIMEOUT", "HTTP_TIMEOUT_ENV", "Image", "http_timeout", "url_store"]
+__all__ = ["HTTP_TIMEOUT", "HTTP_TIMEOUT_ENV", "Image", "http_timeout", "spec_store", "url_store"]
 
 # (pid, tensorstore.Context) of the process that first read with tensorstore:
 # shared thread pools, and the marker that a fork()ed child must not use it.
@@ -280,20 +280,29 @@ def http_timeout() -> float:
     return value
 
 
-def url_store(url: str) -> FsspecStore:
-    """A read-only fsspec store at ``url``; http(s) requests time out after :func:`http_timeout`.
+def url_store(url: str, storage_options: dict[str, Any] | None = None) -> FsspecStore:
+    """A read-only fsspec store at ``url`` with fsspec's ``storage_options`` for its protocol.
 
-    Without it a server that accepts a request and never answers would
-    block a read for aiohttp's default five minutes.
+    http(s) requests time out after :func:`http_timeout` unless the options
+    set ``client_kwargs["timeout"]``: without it a server that accepts a
+    request and never answers would block a read for aiohttp's default five
+    minutes.
     """
-    options: dict[str, Any] | None = None
-    if url.startswith(("http://", "https://")):
+    options = dict(storage_options or {})
+    if url.startswith(("http://", "https://")) and "timeout" not in options.get("client_kwargs", {}):
         import aiohttp
 
         seconds = http_timeout()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
-        options = {"client_kwargs": {"timeout": timeout}}
-    return FsspecStore.from_url(url, storage_options=options, read_only=True)
+        options["client_kwargs"] = {**options.get("client_kwargs", {}), "timeout": timeout}
+    return FsspecStore.from_url(url, storage_options=options or None, read_only=True)
+
+
+def spec_store(spec: tuple[Any, ...]) -> Any:
+    """A new read-only store for a ``("zarr", kind, root, path, format[, storage_options])`` spec."""
+    kind, root = spec[1], spec[2]
+    options = spec[5] if len(spec) > 5 else None  # specs pickled before storage options had five
+    return LocalStore(root, read_only=True) if kind == "file" else url_store(root, options)
 
 
 def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
@@ -304,13 +313,7 @@ def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
         _, path, series, level = spec
         return open_tiff_level(path, series, level)
     if spec[0] == "zarr":
-        _, kind, root, path, zarr_format = spec
-        store: Any = (
-            LocalStore(root, read_only=True)
-            if kind == "file"
-            else url_store(root)
-        )
-        return zarr.open_array(store=store, path=path, mode="r", zarr_format=zarr_format)
+        return zarr.open_array(store=spec_store(spec), path=spec[3], mode="r", zarr_format=spec[4])
     import tensorstore as ts
 
     global _ts_context

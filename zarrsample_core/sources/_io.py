@@ -10,6 +10,7 @@ tensorstore with ``read=True`` only.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from numbers import Integral
 from typing import Any, Literal
 
@@ -44,6 +45,7 @@ def open_image(
     backend: Backend = "zarr",
     series: int | None = None,
     resolution: float | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Image:
     """Open an image for patch reading, without reading pixels.
 
@@ -89,6 +91,12 @@ def open_image(
         ``X`` axes, in micrometres; see :attr:`Image.pixel_size`) is within
         10% of this value, instead of ``level``. The error lists the
         resolutions that exist.
+    storage_options : dict, optional
+        fsspec's options for a URL's protocol (``s3://``, ``gs://``,
+        ``http(s)://``, ...), e.g. ``{"anon": True}`` or ``{"key": ...,
+        "secret": ..., "client_kwargs": {"endpoint_url": ...}}``. They travel
+        with the image, so every process (a forked worker included) opens
+        its own store with them. Only for URLs read with ``backend="zarr"``.
 
     Returns
     -------
@@ -140,6 +148,7 @@ def open_image(
                 f"data_group must be a string path such as 'labels/masks/0', got {data_group!r}"
             )
         data_group = data_group.strip("/") or None
+    storage_options = _check_storage_options(storage_options, source, backend)
     if series is not None and (isinstance(series, bool) or not isinstance(series, Integral)):
         raise TypeError(f"series must be an int or None, got {series!r} of type {type(series).__name__}")
     if resolution is not None:
@@ -150,7 +159,7 @@ def open_image(
         return open_at_resolution(
             lambda lv: open_image(
                 source, axes=axes, level=lv, data_group=data_group, roi=roi, backend=backend,
-                series=series,
+                series=series, storage_options=storage_options,
             ),
             resolution,
         )
@@ -179,7 +188,7 @@ def open_image(
     if isinstance(source, (str, os.PathLike)) and _is_picture(_source_text(source)):
         return _open_picture(_source_text(source), axes=axes, level=level, data_group=data_group, roi=roi)
     if isinstance(source, (str, os.PathLike)):
-        node, label = _open_path(source), _source_text(source)
+        node, label = _open_path(source, storage_options), _source_text(source)
     elif isinstance(source, (zarr.Array, zarr.Group)):
         node, label = source, str(source.store)
     else:
@@ -204,18 +213,21 @@ def open_image(
     location = _location(array)
     fmt = array.metadata.zarr_format
     if backend == "tensorstore":
-        if location is None:
+        if location is None or (location[0] == "url" and not location[1].startswith(("http://", "https://"))):
+            where = type(array.store).__name__ if location is None else location[1].split("://")[0] + ":// URL"
             raise ZarrsampleError(
                 f"backend='tensorstore' needs an array on a local path or an http(s) URL, but "
-                f"{name} is in a {type(array.store).__name__}; use backend='zarr'"
+                f"{name} is in a {where}; use backend='zarr'"
             )
         # Opened on first read: tensorstore must not start its threads in a
         # process that will fork() its workers (see Image Notes).
-        spec: tuple[Any, ...] | None = ("tensorstore", _tensorstore_json(*location, array.path, fmt), array.path)
+        spec: tuple[Any, ...] | None = (
+            "tensorstore", _tensorstore_json(location[0], location[1], array.path, fmt), array.path
+        )
         cache: dict[str, Any] = {}
     else:
         # Re-opened from its location in every other process, however it was given.
-        spec = ("zarr", *location, array.path, fmt) if location else None
+        spec = ("zarr", location[0], location[1], array.path, fmt, location[2]) if location else None
         cache = {"handle": array, "pid": os.getpid()}
     return Image(
         name=name,
@@ -241,22 +253,45 @@ def _source_text(source: str | os.PathLike[str]) -> str:
     return text
 
 
-def _open_path(source: str | os.PathLike[str]) -> zarr.Array | zarr.Group:
+def _check_storage_options(options: Any, source: Any, backend: str) -> dict[str, Any] | None:
+    """``storage_options`` as a dict, refused where they cannot apply."""
+    if options is None:
+        return None
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise TypeError(f"storage_options must be a dict of fsspec option names to values, got {options!r}")
+    text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+    if not isinstance(text, str) or "://" not in text or text.startswith("file://"):
+        given = repr(text) if isinstance(text, str) else f"a {type(source).__name__}"
+        raise ZarrsampleError(
+            f"storage_options apply to URLs (s3://, gs://, http(s)://, ...), but the source is {given}"
+        )
+    if backend != "zarr":
+        raise ZarrsampleError(
+            f"storage_options are fsspec's and apply to backend='zarr', got backend={backend!r}"
+        )
+    return dict(options)
+
+
+def _open_path(source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> zarr.Array | zarr.Group:
     """Open the zarr node at a local path or URL, read-only."""
     text = _source_text(source)
     if text.startswith("file://"):
         text = text[len("file://") :]
     if "://" in text:
-        store: Any = url_store(text.rstrip("/"))
         try:
+            store: Any = url_store(text.rstrip("/"), storage_options)
             return zarr.open(store=store, mode="r")
         except NodeNotFoundError:
             raise FileNotFoundError(
                 f"source {text!r}: no zarr array or group found at this URL "
                 "(no zarr.json, .zarray or .zgroup)"
             ) from None
+        except FileNotFoundError as exc:  # a missing bucket
+            raise FileNotFoundError(f"source {text!r}: {_one_line(exc)}") from None
         except (ValueError, TypeError) as exc:  # unknown codec or dtype, bad shape or chunks
             raise metadata_error(repr(text), exc) from exc
+        except Exception as exc:  # noqa: BLE001 - credentials, endpoint (botocore, aiohttp), missing package
+            raise ZarrsampleError(f"cannot open {text!r}: {_one_line(exc)}") from None
     if not os.path.exists(text):
         raise FileNotFoundError(f"source path {text!r} does not exist")
     if not os.path.isdir(text):
@@ -344,18 +379,28 @@ def _tiff_source(source: Any) -> tuple[str, int, int | None] | None:
     return tiff_store_source(source)
 
 
-def _location(array: zarr.Array) -> tuple[str, str] | None:
-    """("file", absolute root) or ("url", root URL) of the array's store."""
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def _location(array: zarr.Array) -> tuple[str, str, dict[str, Any] | None] | None:
+    """``("file", absolute root, None)`` or ``("url", root URL, fsspec options)`` of the array's store."""
     store = array.store
     if isinstance(store, LocalStore):
-        return "file", os.path.abspath(store.root)
+        return "file", os.path.abspath(store.root), None
     if isinstance(store, FsspecStore):
         protocol = store.fs.protocol
         protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
-        if {"http", "https"} & set(protocols) and str(store.path).startswith("http"):
-            return "url", str(store.path).rstrip("/")
         if {"file", "local"} & set(protocols):
-            return "file", os.path.abspath(store.path)
+            return "file", os.path.abspath(store.path), None
+        options = {k: v for k, v in dict(getattr(store.fs, "storage_options", {})).items() if k != "asynchronous"}
+        client = {k: v for k, v in dict(options.pop("client_kwargs", {})).items() if k != "timeout"}
+        if client:  # the http timeout is set again by url_store in each process
+            options["client_kwargs"] = client
+        if {"http", "https"} & set(protocols) and str(store.path).startswith("http"):
+            return "url", str(store.path).rstrip("/"), options or None
+        if protocols and "://" not in str(store.path):  # s3, gs, az, ...: the filesystem's own options
+            return "url", f"{protocols[0]}://{str(store.path).strip('/')}", options or None
     return None
 
 

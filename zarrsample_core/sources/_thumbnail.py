@@ -130,8 +130,9 @@ def open_level(image: Image, level: int) -> Image:
     if spec is not None and spec[0] == "tiff":  # another level of the same TIFF series
         return open_image(spec[1], series=spec[2], level=level, axes=image.axes)
     group = _parent_group(image)
+    options = spec[5] if spec is not None and spec[0] == "zarr" and len(spec) > 5 else None
     try:
-        other = open_image(group, level=level, axes=image.axes)
+        other = open_image(group, level=level, axes=image.axes, storage_options=options)
     except (ZarrsampleError, KeyError) as exc:
         raise ZarrsampleError(
             f"cannot open level {level} of {image.name} ({exc}); pass the path of its OME-Zarr "
@@ -149,7 +150,7 @@ def _parent_group(image: Image) -> Any:
     """The zarr group (or its path / URL) holding the array of ``image``."""
     spec = image._spec
     if spec is not None and spec[0] == "zarr":
-        _, _kind, root, path, _fmt = spec
+        root, path = spec[2], spec[3]
         return join_path(root, path.rpartition("/")[0])
     if spec is not None:  # tensorstore: the kvstore names the level's directory
         kvstore = spec[1]["kvstore"]

@@ -165,7 +165,7 @@ def stored_metadata(image: Any) -> tuple[Any, ...] | None:
     import zarr
     from zarr.storage import FsspecStore, LocalStore
 
-    from ._image import Image, _native
+    from ._image import Image, _native, spec_store
 
     if not isinstance(image, Image) or image.backend == "numpy":
         return None
@@ -184,13 +184,12 @@ def stored_metadata(image: Any) -> tuple[Any, ...] | None:
         store, path, fmt = handle.store, handle.path, handle.metadata.zarr_format
     else:
         if spec[0] == "zarr":
-            _, kind, root, path, fmt = spec
+            store, path, fmt = spec_store(spec), spec[3], spec[4]
         else:
             kvstore = spec[1]["kvstore"]
-            kind, path, fmt = ("file", "", 3 if spec[1]["driver"] == "zarr3" else 2)
+            path, fmt = "", 3 if spec[1]["driver"] == "zarr3" else 2
             root = kvstore.get("path") or kvstore.get("base_url")
-            kind = "file" if kvstore["driver"] == "file" else "url"
-        store = LocalStore(root, read_only=True) if kind == "file" else FsspecStore.from_url(root, read_only=True)
+            store = LocalStore(root, read_only=True) if kvstore["driver"] == "file" else FsspecStore.from_url(root, read_only=True)
     fresh = zarr.open_array(store=store, path=path, mode="r", zarr_format=fmt)
     return (tuple(int(n) for n in fresh.shape), str(_native(fresh.dtype)), tuple(int(c) for c in fresh.chunks))
 
