@@ -13,7 +13,13 @@ import zarr
 from torch.utils.data import DataLoader
 from zarr.storage import FsspecStore
 
-from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, ZarrsampleError, open_image
+from zarrsample_core import (
+    ImageCollection,
+    PatchDataset,
+    PatchSampler,
+    ZarrsampleError,
+    open_image,
+)
 from zarrsample_torch import PatchIterableDataset
 
 PATCH = 16
