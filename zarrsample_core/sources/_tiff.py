@@ -26,7 +26,7 @@ from math import ceil, floor
 from typing import Any
 
 from .._errors import ZarrsampleError
-from ._placement import Placement, exact
+from ._placement import Placement, exact, micrometres
 
 __all__ = [
     "TIFF_INSTALL_HINT",
@@ -151,8 +151,6 @@ def _ome_pixel_sizes(tif: Any, series_index: int) -> dict[str, Fraction]:
     pixels = [p for image in root if image.tag.endswith("}Image") for p in image if p.tag.endswith("}Pixels")]
     if series_index >= len(pixels):
         return {}
-    from ._placement import micrometres
-
     sizes = {}
     for axis in "XYZ":
         value = pixels[series_index].get(f"PhysicalSize{axis}")
@@ -186,8 +184,6 @@ def _pixel_sizes(tif: Any, series: Any, series_index: int) -> dict[str, Fraction
     if 282 in tags and 283 in tags:
         if tif.is_imagej:
             meta = tif.imagej_metadata or {}
-            from ._placement import micrometres
-
             per_unit = micrometres(meta.get("unit")) if meta.get("unit") else None
         else:
             per_unit = _RESOLUTION_UNIT_UM.get(int(tags.valueof(296, default=2)))
