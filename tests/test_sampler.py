@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import collection
 from reference import exact_coverage, reference_plan
-from zarrsample_core import PatchSampler, ZarrsampleError
+from zarrsample_core import PatchSampler, ZarrsampleError, open_image
 
 AXES = {1: "X", 2: "YX", 3: "ZYX"}
 
@@ -269,3 +269,17 @@ def test_plan_arrays_hold_only_the_patches_found():
         owner = array if array.base is None else array.base
         assert owner.nbytes == array.nbytes
     assert plan.toplefts[0].tolist() == [48, 80] and plan.toplefts[-1].tolist() == [204, 12]
+
+
+@pytest.mark.parametrize("kwargs", [{"patch_size": "16"}, {"patch_size": 16, "stride": "8"},
+                                    {"patch_size": 16, "pad": 1.5}, {"patch_size": [16, "a"]}])
+def test_wrong_types_are_catchable_as_zarrdataset_raises_them(kwargs):
+    """zarrdataset raises ValueError for a string patch_size, zarrsample TypeError: both catch it."""
+    for kind in (TypeError, ValueError):
+        with pytest.raises(kind, match=r"must be|an int"):
+            PatchSampler(spatial_axes="YX", **kwargs)
+
+
+def test_a_bare_slice_roi_is_the_whole_image():
+    image = open_image(np.arange(20).reshape(4, 5), axes="YX", roi=slice(None))
+    assert image.shape == (4, 5) and image.origin == (0, 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ZarrsampleError"]
+__all__ = ["ParameterTypeError", "ZarrsampleError"]
 
 
 class ZarrsampleError(ValueError):
@@ -10,4 +10,13 @@ class ZarrsampleError(ValueError):
 
     Subclasses ``ValueError`` so that ``except ValueError`` keeps working;
     the message names the parameter, the rule and the value received.
+    """
+
+
+class ParameterTypeError(TypeError, ValueError):
+    """A parameter of the zarrdataset-compatible surface has a wrong type.
+
+    A ``TypeError`` (zarrsample's rule for wrong types) that is also a
+    ``ValueError``, which zarrdataset raises for the same inputs (a string
+    ``patch_size``), so code written for either catches it.
     """

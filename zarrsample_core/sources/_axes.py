@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from numbers import Integral
 
-from .._errors import ZarrsampleError
+from .._errors import ParameterTypeError, ZarrsampleError
 
 __all__ = ["KNOWN_AXES", "check_axes", "per_axis"]
 
@@ -84,8 +84,10 @@ def per_axis(
 
     Raises
     ------
-    TypeError, ZarrsampleError
-        Wrong type, wrong length, unknown axis keys, values below ``minimum``.
+    ParameterTypeError, ZarrsampleError
+        Wrong type (a ``TypeError`` that is also a ``ValueError``, as
+        zarrdataset raises), wrong length, unknown axis keys, values below
+        ``minimum``.
     """
     fill = 1 if default is None else default
     accepted = (
@@ -94,10 +96,10 @@ def per_axis(
     )
     if value is None:
         if default is None:
-            raise TypeError(f"{name} is required: {accepted}")
+            raise ParameterTypeError(f"{name} is required: {accepted}")
         out = {ax: default for ax in spatial_axes}
     elif isinstance(value, bool):
-        raise TypeError(f"{name} must be {accepted}, got {value!r}")
+        raise ParameterTypeError(f"{name} must be {accepted}, got {value!r}")
     elif isinstance(value, Integral):
         out = {ax: int(value) for ax in spatial_axes}
     elif isinstance(value, Mapping):
@@ -116,10 +118,10 @@ def per_axis(
             )
         out = dict(zip(spatial_axes, value))
     else:
-        raise TypeError(f"{name} must be {accepted}, got {value!r} of type {type(value).__name__}")
+        raise ParameterTypeError(f"{name} must be {accepted}, got {value!r} of type {type(value).__name__}")
     for ax, v in out.items():
         if isinstance(v, bool) or not isinstance(v, Integral):
-            raise TypeError(f"{name}[{ax!r}] must be an int, got {v!r} of type {type(v).__name__}")
+            raise ParameterTypeError(f"{name}[{ax!r}] must be an int, got {v!r} of type {type(v).__name__}")
         if v < minimum:
             raise ZarrsampleError(f"{name}[{ax!r}] must be >= {minimum}, got {v}")
     return {ax: int(v) for ax, v in out.items()}

@@ -128,7 +128,8 @@ def parse_roi(
     roi : tuple of slice, str or None
         One slice per axis of ``axes`` (step None or 1), or zarrdataset's
         string ``"(start_0,start_1,...):(length_0,length_1,...)"`` where a
-        length <= 0 means "to the end". None is the whole array.
+        length <= 0 means "to the end". None (or a bare ``slice(None)``, as
+        zarrdataset accepts) is the whole array.
     shape : tuple of int
         Shape of the stored array.
     axes : str
@@ -153,8 +154,10 @@ def parse_roi(
     ((0, 2), (2, 5))
     >>> parse_roi((slice(1, 3), slice(None)), (4, 5), "YX")
     ((1, 0), (3, 5))
+    >>> parse_roi(slice(None), (4, 5), "YX")  # the whole image, as in zarrdataset
+    ((0, 0), (4, 5))
     """
-    if roi is None:
+    if roi is None or (isinstance(roi, slice) and roi == slice(None)):  # zarrdataset's "the whole image"
         return (0,) * len(shape), tuple(shape)
     if isinstance(roi, str):
         roi_slices: object = _parse_roi_string(roi, axes)
