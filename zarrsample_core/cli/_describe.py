@@ -131,30 +131,29 @@ def describe(path: str, *, storage_options: dict[str, Any] | None = None) -> dic
 def _describe_tiff(path: str) -> dict[str, Any]:
     """Series, levels, tiles, compression and pixel sizes of a TIFF file."""
     with tiff_file(path) as tif:
-        count = [len(s.levels) for s in tif.series]
         flavour = next((f for f in ("ome", "svs", "ndpi", "scn", "imagej", "qpi", "bif") if getattr(tif, f"is_{f}", False)), None)
+        pages = [  # (name, [(compression, tiled) per level]) of every series
+            (s.name or s.kind, [(getattr(lv.keyframe.compression, "name", str(lv.keyframe.compression)),
+                                 bool(lv.keyframe.is_tiled)) for lv in s.levels])
+            for s in tif.series
+        ]
     series = []
-    for index, levels in enumerate(count):
-        entries = []
-        for level in range(levels):
+    for index, (name, levels) in enumerate(pages):
+        entries: list[dict[str, Any]] = []
+        first = None
+        for level, (compression, tiled) in enumerate(levels):
             try:
                 image = open_image(path, series=index, level=level)
             except ZarrsampleError as exc:  # e.g. axes tifffile cannot name: say so, go on
                 entries.append({"level": level, "error": str(exc)})
                 continue
-            with tiff_file(path) as tif:
-                keyframe = tif.series[index].levels[level].keyframe
-                compression = getattr(keyframe.compression, "name", str(keyframe.compression))
-                name = tif.series[index].name or tif.series[index].kind
-                tiled = bool(keyframe.is_tiled)
+            first = first or image
             entries.append({
                 "level": level, "shape": list(image.shape), "chunks": list(image.chunks),
                 "tiled": tiled, "compression": compression, "pixel_size": image.pixel_size,
             })
-        opened = [e for e in entries if "error" not in e]
-        series.append({"series": index, "name": name if opened else None,
-                       "axes": image.axes if opened else None, "dtype": str(image.dtype) if opened else None,
-                       "levels": entries})
+        series.append({"series": index, "name": name, "axes": first.axes if first else None,
+                       "dtype": str(first.dtype) if first else None, "levels": entries})
     return {"path": path, "kind": "tiff", "flavour": flavour, "series": series}
 
 

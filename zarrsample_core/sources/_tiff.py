@@ -35,6 +35,7 @@ __all__ = [
     "level_factor",
     "check_readable",
     "open_tiff_level",
+    "zarr_level",
     "tiff_axes",
     "tiff_file",
     "tiff_placement",
@@ -227,20 +228,22 @@ def open_tiff_level(path: str, series: int, level: int, *, tiles: bool = True) -
     process (it holds the file open); see :class:`Image` for when it is
     re-opened.
     """
-    import zarr
-
     from ._tiff_tiles import tile_reader
 
     tif = tiff_file(path)
     try:
         reader = tile_reader(tif, path, series, level) if tiles else None
-        if reader is not None:
-            return reader
-        store = tif.aszarr(series=series, level=level)
-        return zarr.open_array(store=store, mode="r")
+        return reader if reader is not None else zarr_level(tif, series, level)
     except Exception:
         tif.close()
         raise
+
+
+def zarr_level(tif: Any, series: int, level: int) -> Any:
+    """A read-only ``zarr.Array`` on tifffile's zarr store of one level of an open file."""
+    import zarr
+
+    return zarr.open_array(store=tif.aszarr(series=series, level=level), mode="r")
 
 
 def tiff_store_source(source: Any) -> tuple[str, int, int | None] | None:

@@ -11,11 +11,11 @@ from ._roi import parse_roi
 from ._tiff import (
     can_decode,
     check_readable,
-    open_tiff_level,
     tiff_axes,
     tiff_file,
     tiff_placement,
     tiff_series_text,
+    zarr_level,
 )
 from ._validate import check_array_metadata
 
@@ -50,7 +50,7 @@ def open_tiff(
             )
         name = f"{path} (series {index}, level {level_index})"
         try:
-            array = open_tiff_level(path, index, level_index, tiles=False)
+            array = zarr_level(tif, index, level_index)  # the store's chunks are the tiles (strips)
         except ZarrsampleError:
             raise
         except Exception as exc:  # noqa: BLE001 - tifffile refusing a layout it cannot chunk
