@@ -11,7 +11,7 @@ import zarr
 
 from .._errors import ZarrsampleError
 from ..sources._io import _open_path, open_image
-from ..sources._ome import axis_letters, read_multiscale
+from ..sources._ome import axis_letters, label_names, read_multiscale
 from ..sources._tiff import is_tiff_file, tiff_file
 from ..sources._validate import check_array_metadata
 
@@ -52,10 +52,7 @@ def _labels(group: zarr.Group) -> list[str]:
         return []
     if not isinstance(node, zarr.Group):
         return []
-    attrs = node.attrs.asdict()
-    ome = attrs.get("ome")
-    names = ome.get("labels") if isinstance(ome, dict) else attrs.get("labels")
-    return [str(n) for n in names] if isinstance(names, list) else []
+    return label_names(node.attrs.asdict())
 
 
 def describe(path: str, *, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -31,8 +31,8 @@ import zarr
 from zarr.errors import ContainsArrayError, NodeNotFoundError
 
 from .._errors import ZarrsampleError
-from ..sources._ome import read_multiscale
-from ..sources._placement import exact
+from ..sources._ome import label_names, read_multiscale
+from ..sources._ome_transforms import transform_vector
 from ._ome_write import (
     Pyramid,
     multiscale_metadata,
@@ -109,20 +109,6 @@ def _not_an_image(path: str, why: str) -> ZarrsampleError:
     return ZarrsampleError(f"label_of={path!r} must be an OME-Zarr image group (0.4 or 0.5), but {why}")
 
 
-def _numbers(value: object, n: int) -> bool:
-    return isinstance(value, list) and len(value) == n and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
-    )
-
-
-def _listed(attrs: Mapping[str, Any]) -> list[str]:
-    """The names a ``labels`` group's attributes list (0.5 under ``ome``, 0.4 at the top)."""
-    ome = attrs.get("ome")
-    holder = ome if isinstance(ome, Mapping) and "labels" in ome else attrs
-    names = holder.get("labels", [])
-    return [str(n) for n in names] if isinstance(names, list) else []
-
-
 def _open(path: str) -> zarr.Group | None:
     try:  # use_consolidated=False: the members actually stored, not a stale consolidated copy
         return zarr.open_group(store=path, mode="r", use_consolidated=False)
@@ -175,20 +161,26 @@ def label_target(label_of: Any, name: Any) -> LabelTarget:
         names = [a.get("name") for a in axes]
         raise _not_an_image(path, f"its levels {shapes} do not have the {len(axes)} axes {names}")
     scales, shifts = [], []
+    n = len(axes)
     for k, (scale, shift) in enumerate(zip(multiscale.scales, multiscale.translations)):
-        shift = [0] * len(axes) if shift is None else shift
-        if not (_numbers(scale, len(axes)) and all(v > 0 for v in scale) and _numbers(shift, len(axes))):
+        shift = [0] * n if shift is None else shift
+        try:
+            exact_scale = transform_vector(scale, n, f"the scale of level {k}", path, positive=True)
+            exact_shift = transform_vector(shift, n, f"the translation of level {k}", path, positive=False)
+        except ZarrsampleError:
+            exact_scale = None
+        if exact_scale is None or exact_shift is None:
             raise _not_an_image(path, f"level {k}'s scale {scale!r} and translation {shift!r} are not "
-                                f"{len(axes)} numbers each (scales positive)")
-        scales.append(tuple(exact(v) for v in scale))
-        shifts.append(tuple(exact(v) for v in shift))
+                                f"{n} numbers each (scales positive)")
+        scales.append(tuple(exact_scale))
+        shifts.append(tuple(exact_shift))
     outer = raw.get("coordinateTransformations")
     target = LabelTarget(
         path, name, fmt, str(multiscale.version), axes, shapes, tuple(arrays[0].chunks),
         tuple(scales), tuple(shifts), tuple(dict(t) for t in outer) if outer else None,
     )
     labels = _open(os.path.join(path, "labels"))
-    listed = [] if labels is None else _listed(labels.attrs.asdict())
+    listed = [] if labels is None else label_names(labels.attrs.asdict())
     if name in listed:
         raise FileExistsError(
             f"name={name!r} is already a label of {path} (labels lists {listed}); "
@@ -279,7 +271,7 @@ def finish_label(target: LabelTarget, group: zarr.Group, level0: Any) -> None:
     else:
         labels = zarr.open_group(store=labels_path, mode="r+", use_consolidated=False)
     old = labels.attrs.asdict()
-    listed = _listed(old)
+    listed = label_names(old)
     if target.name in listed:
         raise FileExistsError(
             f"name={target.name!r} was registered in {labels_path} meanwhile (labels lists {listed})"

@@ -26,6 +26,7 @@ __all__ = [
     "Multiscale",
     "axis_letters",
     "join_path",
+    "label_names",
     "read_multiscale",
     "resolve_axes",
     "resolve_node",
@@ -395,3 +396,11 @@ def resolve_axes(
         f"axes is required for {name}: it has ndim={ndim} (shape {shape}) and no usable axis "
         f"metadata{unusable}; pass e.g. axes={KNOWN_AXES[-ndim:]!r}"
     )
+
+
+def label_names(attrs: Mapping[str, Any]) -> list[str]:
+    """The names a ``labels`` group's attributes list (0.5 under ``ome``, 0.4 at the top level)."""
+    ome = attrs.get("ome")
+    holder = ome if isinstance(ome, Mapping) and "labels" in ome else attrs
+    names = holder.get("labels", [])
+    return [str(n) for n in names] if isinstance(names, list) else []

@@ -18,7 +18,7 @@ from typing import Any
 from .._errors import ZarrsampleError
 from ._placement import Placement, exact
 
-__all__ = ["multiscale_placement", "system_axes", "transform"]
+__all__ = ["multiscale_placement", "system_axes", "transform", "transform_vector"]
 
 
 def transform(node: Mapping[str, Any], kind: str) -> Any:
@@ -66,7 +66,8 @@ def system_axes(multiscale: Mapping[str, Any]) -> Any:
     return chosen.get("axes") if isinstance(chosen, Mapping) else None
 
 
-def _vector(value: Any, ndim: int, what: str, where: str, *, positive: bool) -> list[Fraction] | None:
+def transform_vector(value: Any, ndim: int, what: str, where: str, *, positive: bool) -> list[Fraction] | None:
+    """A scale or translation as exact fractions, None when absent; one finite number per axis or an error."""
     if value is None:
         return None
     ok = (
@@ -104,14 +105,14 @@ def multiscale_placement(multiscale: Any, index: int, ndim: int, where: str) -> 
     Placement(scale=Fraction(1, 2), translation=Fraction(1, 8), unit='micrometer')
     """
     scales, translations = multiscale.scales, multiscale.translations
-    scale = _vector(scales[index] if index < len(scales) else None, ndim, f"the scale of level {index}", where, positive=True)
-    shift = _vector(
+    scale = transform_vector(scales[index] if index < len(scales) else None, ndim, f"the scale of level {index}", where, positive=True)
+    shift = transform_vector(
         translations[index] if index < len(translations) else None, ndim,
         f"the translation of level {index}", where, positive=False,
     )
     outer_scale, outer_shift = multiscale.outer
-    outer_s = _vector(outer_scale, ndim, "the multiscale scale", where, positive=True)
-    outer_t = _vector(outer_shift, ndim, "the multiscale translation", where, positive=False)
+    outer_s = transform_vector(outer_scale, ndim, "the multiscale scale", where, positive=True)
+    outer_t = transform_vector(outer_shift, ndim, "the multiscale translation", where, positive=False)
     if scale is None and outer_s is None:
         return None
     one, zero = [Fraction(1)] * ndim, [Fraction(0)] * ndim
