@@ -32,7 +32,7 @@ import zarr
 
 from .._errors import ZarrsampleError
 from ..sources._image import Image
-from ..sources._placement import LENGTH_UNITS, Placement, micrometres
+from ..sources._placement import LENGTH_UNITS, Placement, axis_placement, micrometres
 
 __all__ = [
     "AXIS_TYPES",
@@ -185,8 +185,7 @@ def output_pyramid(
         s, t = Fraction(1), Fraction(0)
         if like is not None and letter in "ZYX" and letter in like.axes:
             j = like.axes.index(letter)
-            where = Placement(Fraction(1), Fraction(0)) if like.placement is None else like.placement[j]
-            where = where.shifted(like.origin[j])
+            where = axis_placement(like, letter) or Placement(Fraction(1), Fraction(0)).shifted(like.origin[j])
             s = where.scale * Fraction(like.shape[j], shape[i])
             t = where.translation - where.scale / 2 + s / 2
             unit = ome_unit(where.unit)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._errors import ZarrsampleError
 from ._axes import check_axes
-from ._placement import AxisMap, Placement, axis_map
+from ._placement import AxisMap, axis_map, axis_placement
 
 __all__ = ["BlockReader", "ImageCollection", "ImageLike"]
 
@@ -241,7 +241,7 @@ class ImageCollection:
         extents = zip(axes, self.spatial_extent(self.reference_name, axes), self.spatial_extent(name, axes))
         for axis, n, m in extents:
             stored = (_stored_extent(reference, axis, n), _stored_extent(image, axis, m))
-            amap, why = axis_map(_placement(reference, axis), _placement(image, axis), n, m, stored)
+            amap, why = axis_map(axis_placement(reference, axis), axis_placement(image, axis), n, m, stored)
             maps.append(amap)
             if why is not None:
                 reasons.append(f"{axis}: {why}")
@@ -282,16 +282,6 @@ class ImageCollection:
             return np.expand_dims(block, expand) if expand else block
 
         return read_block
-
-
-def _placement(image: ImageLike, axis: str) -> Placement | None:
-    """The placement of ``image`` on ``axis`` in its own (ROI-relative) pixels, if known."""
-    placement = getattr(image, "placement", None)
-    if placement is None or axis not in image.axes:
-        return None
-    i = image.axes.index(axis)
-    where = placement[i]
-    return None if where is None else where.shifted(int(image.origin[i]))
 
 
 def _stored_extent(image: ImageLike, axis: str, extent: int) -> int:

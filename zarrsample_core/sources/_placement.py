@@ -36,6 +36,7 @@ __all__ = [
     "LENGTH_UNITS",
     "Placement",
     "axis_map",
+    "axis_placement",
     "exact",
     "map_window",
     "micrometres",
@@ -149,6 +150,16 @@ class AxisMap:
 
 def _reduced(value: Fraction) -> Fraction:
     return value if value.denominator <= MAX_DENOMINATOR else value.limit_denominator(MAX_DENOMINATOR)
+
+
+def axis_placement(image: Any, axis: str) -> Placement | None:
+    """The placement of ``image`` on ``axis`` in its own (region-of-interest) pixels, if known."""
+    placement = getattr(image, "placement", None)
+    if placement is None or axis not in image.axes:
+        return None
+    i = image.axes.index(axis)
+    where = placement[i]
+    return None if where is None else where.shifted(int(image.origin[i]))
 
 
 def axis_map(
