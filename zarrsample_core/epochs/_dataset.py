@@ -11,11 +11,13 @@ import numpy as np
 from .._checks import check_int
 from .._errors import ZarrsampleError
 from ..planning._plan import PatchPlan, check_plan_fits
+from ..reading._chunk_reads import ChunkRequest
 from ..reading._faults import OnError, SkipLog, check_on_error
 from ..reading._reader import PatchReader
 from ..reading._source_checks import check_sources
 from ..sources._collection import ImageCollection
 from ..sources._validate import recorded_metadata
+from ._batch import batch_indices, read_batch
 from ._epoch import EpochIterator
 from ._order import epoch_order, shard, shard_length
 from ._state import check_state, config_fingerprint
@@ -72,7 +74,11 @@ class PatchDataset:
     transform : callable, optional
         Applied to every sample dict (augmentation hook).
     prefetch : int
-        Patches whose storage chunks an epoch iterator loads ahead (0: off).
+        Most patches whose storage chunks an epoch iterator loads ahead
+        (0: off). The read-ahead never holds more chunk bytes than
+        ``cache_bytes``: chunks it loaded are kept until their patches are
+        read, so a sequential or ``draw_same_chunk`` epoch loads each chunk
+        once whenever the cache holds one patch's chunks and the next run.
     read_threads : int
         Threads that load chunks ahead (decoding releases the GIL, so it
         overlaps with assembling patches and with the consumer's work).
@@ -266,16 +272,42 @@ class PatchDataset:
             sample["image_index"] = k
         return sample if self.transform is None else self.transform(sample)
 
-    def _prefetch(self, indices: np.ndarray) -> None:
-        """Start loading the chunks of these patches (any images) in the background."""
-        images = np.searchsorted(self._offsets, indices, side="right") - 1
-        for k in np.unique(images).tolist():
-            plan = self.plans[k]
-            rows = indices[images == k] - self._offsets[k]
-            pad = np.asarray(plan.pad, np.int64)
-            start = plan.toplefts[rows] - pad
-            stop = plan.toplefts[rows] + np.asarray(plan.patch_size, np.int64) + pad
-            self.reader.prefetch(self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k)
+    def _chunk_requests(self, i: int) -> list[ChunkRequest]:
+        """The storage chunks patch ``i`` reads (for the read-ahead)."""
+        k, plan, start, stop = self._window(i)
+        return self.reader.chunk_requests(
+            self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k
+        )
+
+    def read_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """Samples ``indices`` as one batch: what stacking ``[ds[i] for i in indices]`` gives.
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Dataset indices (negative ones count from the end), any order.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Per modality a ``(B, ...)`` array; with ``return_positions``
+            also ``"position"`` ``(B, D, 2)`` int64 and ``"image_index"``
+            ``(B,)`` int64. Without a ``transform`` each patch is copied
+            from the cached chunks straight into its slot; with one, the
+            transformed samples (dicts of arrays and numbers) are stacked.
+
+        Raises
+        ------
+        TypeError
+            ``indices`` not a sequence of ints.
+        IndexError
+            An index out of range.
+        ZarrsampleError
+            No indices, or samples of different shapes (patches of images
+            whose modalities scale differently); and what reading raises
+            (``on_error`` applies to each sample as for ``ds[i]``).
+        """
+        return read_batch(self, batch_indices(indices, len(self)))
 
     def stats(self) -> dict[str, int]:
         """Counters of this process: ``chunk_reads``, ``cache_hits``, ``evictions``,

@@ -94,6 +94,7 @@ class ChunkCache:
         self._counts: dict[str, int] = {"chunk_reads": 0, "cache_hits": 0, "evictions": 0}
         self.remember_failures: bool = bool(remember_failures)
         self._failed: dict[Hashable, BaseException] = {}
+        self._pins: dict[Hashable, int] = {}
 
     def __repr__(self) -> str:
         return f"ChunkCache(max_bytes={self.max_bytes}, chunks={len(self)}, nbytes={self.nbytes})"
@@ -124,6 +125,29 @@ class ChunkCache:
         """Let chunks whose load failed be loaded again (see ``remember_failures``)."""
         with self._lock:
             self._failed.clear()
+
+    def pin(self, keys: Sequence[Hashable]) -> None:
+        """Keep these chunks (cached now or later) until :meth:`unpin`, if the budget allows.
+
+        Pins count: a key pinned twice needs two unpins. Eviction takes the
+        least recently used unpinned chunk first, and a pinned one only when
+        nothing else is left (the budget is never exceeded). A read-ahead
+        pins the chunks of the patches it loads for, so that loading the
+        later ones cannot evict the earlier ones before they are read.
+        """
+        with self._lock:
+            for key in keys:
+                self._pins[key] = self._pins.get(key, 0) + 1
+
+    def unpin(self, keys: Sequence[Hashable]) -> None:
+        """Undo one :meth:`pin` of each key (unknown keys are ignored)."""
+        with self._lock:
+            for key in keys:
+                count = self._pins.get(key, 0) - 1
+                if count > 0:
+                    self._pins[key] = count
+                else:
+                    self._pins.pop(key, None)
 
     def clear(self) -> None:
         """Drop every cached array (counters are kept)."""
@@ -265,7 +289,8 @@ class ChunkCache:
         if size > self.max_bytes:
             return
         while self._nbytes + size > self.max_bytes:
-            _, dropped = self._data.popitem(last=False)
+            victim = next((k for k in self._data if k not in self._pins), None) if self._pins else None
+            dropped = self._data.pop(victim) if victim is not None else self._data.popitem(last=False)[1]
             self._nbytes -= dropped.nbytes
             self._counts["evictions"] += 1
         self._data[key] = value

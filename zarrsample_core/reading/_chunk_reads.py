@@ -17,10 +17,13 @@ from ._faults import RetryPolicy, _Exhausted, chunk_read_error, is_transient
 if TYPE_CHECKING:
     from ..sources._collection import ImageLike
 
-__all__ = ["Range", "Source", "assemble", "chunk_ranges", "chunk_runs", "read_run"]
+__all__ = ["ChunkRequest", "Range", "Source", "assemble", "chunk_ranges", "chunk_runs", "read_run"]
 
 #: ``(start, stop)`` of a region, one int per image axis.
 Range = tuple[tuple[int, ...], tuple[int, ...]]
+
+#: A storage chunk a window needs: ``(cache key, image, start, stop, decoded bytes)``.
+ChunkRequest = tuple[tuple[Any, ...], "ImageLike", tuple[int, ...], tuple[int, ...], int]
 
 
 @dataclass(frozen=True)

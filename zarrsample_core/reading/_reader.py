@@ -24,7 +24,7 @@ from .._checks import check_bool, check_int
 from .._errors import ZarrsampleError
 from ..sources._placement import map_window
 from ._cache import ChunkCache
-from ._chunk_reads import Range, Source, assemble, chunk_ranges, chunk_runs, read_run
+from ._chunk_reads import ChunkRequest, Range, Source, assemble, chunk_ranges, chunk_runs, read_run
 from ._faults import RetryPolicy
 from ._padding import (
     PaddingMode,
@@ -240,10 +240,122 @@ class PatchReader:
         cache = self._cache_now()
         out: dict[str, np.ndarray] = {}
         for source in self._sources(collection, start, stop, spatial_axes, key):
-            result, view = self._allocate(source)
-            self._fill_window(cache, source, view, self.retry)
+            result = np.empty(self._output_shape(source), source.image.dtype)
+            self._fill_window(cache, source, self._image_view(source, result), self.retry)
             out[source.name] = result
         return out
+
+    def read_into(
+        self,
+        collection: ImageCollection,
+        start: Sequence[int] | np.ndarray,
+        stop: Sequence[int] | np.ndarray,
+        out: Mapping[str, np.ndarray],
+        *,
+        spatial_axes: str,
+        key: Any = 0,
+    ) -> None:
+        """:meth:`read` into given arrays (e.g. the slots of a batch) instead of new ones.
+
+        ``out`` maps every modality :meth:`read` returns to a writable array
+        of the shape and dtype :meth:`read` would return (see
+        :meth:`output_shapes`). A window inside one cached chunk is copied
+        once, straight into its array.
+
+        Raises
+        ------
+        ZarrsampleError
+            A modality missing from ``out``, or an array of another shape or
+            dtype (samples of different shapes cannot share a batch); and
+            everything :meth:`read` raises.
+        """
+        cache = self._cache_now()
+        for source in self._sources(collection, start, stop, spatial_axes, key):
+            target = out.get(source.name)
+            shape = self._output_shape(source)
+            if target is None or target.shape != shape or target.dtype != source.image.dtype:
+                got = None if target is None else f"{target.shape} {target.dtype}"
+                raise ZarrsampleError(
+                    f"the window {list(map(int, start))}..{list(map(int, stop))} of modality "
+                    f"{source.name!r} is {shape} {source.image.dtype}, but its batch slot is {got}: "
+                    "samples of one batch must have one shape per modality"
+                )
+            self._fill_window(cache, source, self._image_view(source, target), self.retry)
+
+    def output_shapes(
+        self,
+        collection: ImageCollection,
+        start: Sequence[int] | np.ndarray,
+        stop: Sequence[int] | np.ndarray,
+        *,
+        spatial_axes: str,
+    ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Shape and dtype of each modality :meth:`read` returns for this window (nothing read)."""
+        return {
+            s.name: (self._output_shape(s), s.image.dtype)
+            for s in self._sources(collection, start, stop, spatial_axes, None)
+        }
+
+    def chunk_requests(
+        self,
+        collection: ImageCollection,
+        start: Sequence[int] | np.ndarray,
+        stop: Sequence[int] | np.ndarray,
+        *,
+        spatial_axes: str,
+        key: Any = 0,
+    ) -> list[ChunkRequest]:
+        """The storage chunks :meth:`read` of this window loads: ``(cache key, image, start, stop, nbytes)``.
+
+        Images held in memory (numpy) have none. For a read-ahead that
+        budgets bytes: pass them to :meth:`schedule`, and :meth:`pin` their
+        keys while they are still to be read.
+        """
+        requests: list[ChunkRequest] = []
+        for source in self._sources(collection, start, stop, spatial_axes, key):
+            if source.image.backend == "numpy":
+                continue
+            itemsize = source.image.dtype.itemsize
+            for index, lo, hi in chunk_ranges(source):
+                nbytes = itemsize * int(np.prod([b - a for a, b in zip(lo, hi)]))
+                requests.append(((*source.prefix, index), source.image, lo, hi, nbytes))
+        return requests
+
+    def schedule(self, requests: Sequence[ChunkRequest]) -> None:
+        """Start loading these chunks in background threads (see :meth:`prefetch`).
+
+        Chunks already cached or in flight are skipped; runs of neighbouring
+        chunks of one image are loaded with one read each. A no-op when
+        ``prefetch_workers`` is 0.
+        """
+        if self.prefetch_workers == 0 or not requests:
+            return
+        cache = self._cache_now()
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    self.prefetch_workers, thread_name_prefix="zarrsample-prefetch"
+                )
+                # The threads end with the reader, dropping loads not started.
+                weakref.finalize(self, self._executor.shutdown, wait=False, cancel_futures=True)
+            executor = self._executor
+        wanted: dict[tuple[Any, ...], tuple[ImageLike, dict[tuple[int, ...], Range]]] = {}
+        for chunk_key, image, lo, hi, _ in requests:
+            if chunk_key not in cache:
+                wanted.setdefault(chunk_key[:-1], (image, {}))[1][chunk_key[-1]] = (lo, hi)
+        for prefix, (image, chunks) in wanted.items():
+            for run in chunk_runs(sorted(chunks)):
+                keys = [(*prefix, index) for index in run]
+                load = partial(read_run, image, [chunks[i] for i in run], self.retry, run)
+                cache.schedule_group(keys, load, executor)
+
+    def pin(self, keys: Sequence[Any]) -> None:
+        """Keep these chunks cached until :meth:`unpin` (see :meth:`._cache.ChunkCache.pin`)."""
+        self._cache_now().pin(keys)
+
+    def unpin(self, keys: Sequence[Any]) -> None:
+        """Undo one :meth:`pin` of each key."""
+        self._cache_now().unpin(keys)
 
     def prefetch(
         self,
@@ -266,31 +378,12 @@ class PatchReader:
         """
         if self.prefetch_workers == 0:
             return
-        cache = self._cache_now()
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    self.prefetch_workers, thread_name_prefix="zarrsample-prefetch"
-                )
-                # The threads end with the reader, dropping loads not started.
-                weakref.finalize(self, self._executor.shutdown, wait=False, cancel_futures=True)
-            executor = self._executor
         starts = np.atleast_2d(np.asarray(start))
         stops = np.atleast_2d(np.asarray(stop))
-        wanted: dict[tuple[Any, ...], tuple[ImageLike, dict[tuple[int, ...], Range]]] = {}
+        requests: list[ChunkRequest] = []
         for a, b in zip(starts, stops):
-            for source in self._sources(collection, a, b, spatial_axes, key):
-                if source.image.backend == "numpy":
-                    continue
-                chunks = wanted.setdefault(source.prefix, (source.image, {}))[1]
-                for index, lo, hi in chunk_ranges(source):
-                    if (*source.prefix, index) not in cache:
-                        chunks[index] = (lo, hi)
-        for prefix, (image, chunks) in wanted.items():
-            for run in chunk_runs(sorted(chunks)):
-                keys = [(*prefix, index) for index in run]
-                load = partial(read_run, image, [chunks[i] for i in run], self.retry, run)
-                cache.schedule_group(keys, load, executor)
+            requests += self.chunk_requests(collection, a, b, spatial_axes=spatial_axes, key=key)
+        self.schedule(requests)
 
     # -- planning -------------------------------------------------------------
 
@@ -331,8 +424,8 @@ class PatchReader:
 
     # -- assembly -------------------------------------------------------------
 
-    def _allocate(self, source: Source) -> tuple[np.ndarray, np.ndarray]:
-        """The result array in output order and a view of it in image-axes order."""
+    def _output_shape(self, source: Source) -> tuple[int, ...]:
+        """The shape :meth:`read` returns for ``source``, in output axis order."""
         axes = source.image.axes
         sizes = dict(zip(axes, source.sizes))
         target = self.output_axes.get(source.name, axes)
@@ -342,14 +435,19 @@ class PatchReader:
                 f"output_axes[{source.name!r}]={target!r} drops axes whose window is longer "
                 f"than 1: {wide} (modality axes {axes!r})"
             )
-        result = np.empty([sizes.get(a, 1) for a in target], dtype=source.image.dtype)
+        return tuple(sizes.get(a, 1) for a in target)
+
+    def _image_view(self, source: Source, result: np.ndarray) -> np.ndarray:
+        """A view of ``result`` (output axis order) in the image's axis order."""
+        axes = source.image.axes
+        target = self.output_axes.get(source.name, axes)
         if target == axes:
-            return result, result
+            return result
         view = result[tuple(slice(None) if a in axes else 0 for a in target)]
         kept = [a for a in target if a in axes]
         view = view.transpose([kept.index(a) for a in axes if a in kept])
         dropped = [i for i, a in enumerate(axes) if a not in kept]
-        return result, np.expand_dims(view, dropped) if dropped else view
+        return np.expand_dims(view, dropped) if dropped else view
 
     def _fill_value(self, source: Source) -> Any:
         dtype = source.image.dtype
