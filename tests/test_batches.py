@@ -8,7 +8,13 @@ import zarr
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, ZarrsampleError, open_image
+from zarrsample_core import (
+    ImageCollection,
+    PatchDataset,
+    PatchSampler,
+    ZarrsampleError,
+    open_image,
+)
 from zarrsample_core.reading._cache import ChunkCache
 
 

@@ -241,3 +241,29 @@ def test_read_options_do_not_change_the_sequence(options):
     ds = make_dataset()
     it = iter(as_grain_dataset(ds, epoch=2, num_epochs=1).to_iter_dataset(options))
     assert drain(it) == [sample_key(s) for s in ds.epoch(2)]
+
+
+def test_batch_size_elements_are_the_core_batches_of_each_epoch():
+    ds = make_dataset()
+    grain_ds = as_grain_dataset(ds, num_epochs=2, shard_index=1, shard_count=2, batch_size=4)
+    per_epoch = -(-ds.epoch_length(rank=1, world_size=2) // 4)
+    assert grain_ds.epoch_length == per_epoch and len(grain_ds) == 2 * per_epoch
+    expected = [b for e in (0, 1) for b in ds.epoch(e, rank=1, world_size=2).batches(4)]
+    got = list(grain_ds.to_iter_dataset())
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert set(a) == set(b)
+        for key in b:
+            np.testing.assert_array_equal(a[key], b[key])
+    spec = grain.experimental.get_element_spec(grain_ds)
+    lead = 4 if ds.epoch_length(rank=1, world_size=2) % 4 == 0 else None
+    assert tuple(spec["images"].shape) == (lead, 3, 8, 8)
+    it = iter(grain_ds.to_iter_dataset())
+    next(it)
+    state = it.get_state()
+    fresh = iter(as_grain_dataset(ds, num_epochs=2, shard_index=1, shard_count=2, batch_size=4).to_iter_dataset())
+    fresh.set_state(state)
+    np.testing.assert_array_equal(next(fresh)["position"], expected[1]["position"])
+    other = iter(as_grain_dataset(ds, num_epochs=2, shard_index=1, shard_count=2, batch_size=2).to_iter_dataset())
+    with pytest.raises(ZarrsampleError, match="batch_size"):
+        other.set_state(state)

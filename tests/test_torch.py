@@ -526,3 +526,65 @@ def test_public_names_and_docstring_examples():
         failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert failed == 0, module.__name__
     assert doctest.testmod(_datasets).attempted >= 8
+
+
+# -- batches from the core ----------------------------------------------------
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_iterable_batches_equal_the_core_batches_per_worker(num_workers):
+    ds = make_dataset()
+    torch_ds = PatchIterableDataset(ds, epoch=2, batch_size=4)
+    batches = list(DataLoader(torch_ds, batch_size=None, **workers(num_workers)))
+    n = max(num_workers, 1)
+    parts = [list(ds.epoch(2, worker=w, num_workers=n).batches(4)) for w in range(n)]
+    expected = [b for group in itertools.zip_longest(*parts) for b in group if b is not None]
+    assert len(batches) == len(expected)
+    if num_workers == 0:
+        assert len(torch_ds) == len(batches)
+    for got, want in zip(batches, expected):
+        assert set(got) == set(want)
+        for key, value in want.items():
+            assert isinstance(got[key], torch.Tensor)
+            np.testing.assert_array_equal(got[key].numpy(), value)
+
+
+def test_iterable_batches_resume_from_the_loader_state():
+    ds = make_dataset()
+    loader = StatefulDataLoader(PatchIterableDataset(ds, batch_size=5), batch_size=None)
+    it = iter(loader)
+    head = [next(it), next(it)]
+    state = roundtrip(loader.state_dict())
+    loader = StatefulDataLoader(PatchIterableDataset(ds, batch_size=5), batch_size=None)
+    loader.load_state_dict(state)
+    keys = [sample_key({k: v[j] for k, v in b.items()}) for b in head + list(loader)
+            for j in range(len(b["image_index"]))]
+    assert keys == keys_of(ds.epoch(0))
+
+
+def test_map_dataset_reads_a_batch_for_a_list_of_indices():
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    ds = make_dataset()
+    map_ds = PatchMapDataset(ds)
+    indices = [5, 0, 17, 5]
+    batch = map_ds[indices]
+    np.testing.assert_array_equal(batch["images"].numpy(), np.stack([ds[i]["images"] for i in indices]))
+    assert batch["position"].shape == (4, 2, 2)
+    sampler = BatchSampler(SequentialSampler(map_ds), 8, drop_last=False)
+    by_sampler = list(DataLoader(map_ds, sampler=sampler, batch_size=None))
+    by_getitems = list(DataLoader(map_ds, batch_size=8))
+    assert len(by_sampler) == len(by_getitems) == -(-len(ds) // 8)
+    for a, b, start in zip(by_sampler, by_getitems, range(0, len(ds), 8)):
+        want = np.stack([ds[i]["labels"] for i in range(start, min(len(ds), start + 8))])
+        np.testing.assert_array_equal(a["labels"].numpy(), want)
+        np.testing.assert_array_equal(b["labels"].numpy(), want)
+
+
+def test_batch_size_and_drop_last_are_checked():
+    ds = make_dataset()
+    with pytest.raises(ZarrsampleError, match="batch_size"):
+        PatchIterableDataset(ds, batch_size=0)
+    with pytest.raises(TypeError, match="drop_last"):
+        PatchIterableDataset(ds, batch_size=2, drop_last=1)
+    assert len(PatchIterableDataset(ds, batch_size=4, drop_last=True)) == len(ds) // 4

@@ -9,9 +9,10 @@ samples into tensors, and map the core's iterator state to the
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.utils.data
 
@@ -55,6 +56,13 @@ class PatchMapDataset(torch.utils.data.Dataset):
     :class:`PatchIterableDataset` for dtypes); ``torch.from_numpy`` shares
     the fresh array the core read, so no copy is made.
 
+    **Batches**: ``ds[[i, j, ...]]`` (a list or 1-D array of indices) is one
+    batch, read by the core's ``read_batch`` straight into one array per
+    modality. Use it with a batch sampler and no automatic batching:
+    ``DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), 32, False),
+    batch_size=None)``. With ``DataLoader(ds, batch_size=32)`` torch calls
+    ``__getitems__``, which reads the batch the same way.
+
     Examples
     --------
     >>> import numpy as np
@@ -76,10 +84,21 @@ class PatchMapDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Any:
-        if isinstance(index, torch.Tensor) and index.ndim == 0:
-            index = int(index)
+    def __getitem__(self, index: int | Sequence[int]) -> Any:
+        if isinstance(index, torch.Tensor):
+            index = int(index) if index.ndim == 0 else index.tolist()
+        if isinstance(index, (Sequence, np.ndarray)):
+            return to_tensors(self.dataset.read_batch(index), "batch")  # refuses str and bytes
         return to_tensors(self.dataset[index])
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        """The samples ``indices``, read as one batch (what ``DataLoader(batch_size=...)`` asks for).
+
+        Returns one dict per sample, views of the batch's tensors, which
+        ``default_collate`` stacks.
+        """
+        batch = to_tensors(self.dataset.read_batch(list(indices)), "batch")
+        return [{key: value[j] for key, value in batch.items()} for j in range(len(indices))]
 
 
 class PatchIterableDataset(torch.utils.data.IterableDataset):
@@ -102,6 +121,14 @@ class PatchIterableDataset(torch.utils.data.IterableDataset):
     rank, world_size : int, optional
         Override the ``torch.distributed`` discovery (both or neither), e.g.
         to shard by hand or in tests.
+    batch_size : int, optional
+        Yield batches of this many consecutive samples of each worker's
+        share (dicts of ``(B, ...)`` tensors read by the core's
+        ``EpochIterator.batches`` straight into one array per modality)
+        instead of single samples: use with ``DataLoader(ds,
+        batch_size=None)``. The order is the same.
+    drop_last : bool, default False
+        With ``batch_size``: leave out each worker's last, short batch.
 
     Raises
     ------
@@ -174,8 +201,14 @@ class PatchIterableDataset(torch.utils.data.IterableDataset):
         drop_remainder: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        batch_size: int | None = None,
+        drop_last: bool = False,
     ) -> None:
         self.dataset = check_dataset(dataset)
+        self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size", 1)
+        if not isinstance(drop_last, bool):
+            raise TypeError(f"drop_last must be a bool, got {drop_last!r}")
+        self.drop_last = drop_last
         if not isinstance(drop_remainder, bool):
             raise TypeError(f"drop_remainder must be a bool, got {drop_remainder!r}")
         self.drop_remainder = drop_remainder
@@ -249,15 +282,27 @@ class PatchIterableDataset(torch.utils.data.IterableDataset):
         )
 
     def __len__(self) -> int:
-        """Samples this rank (all its workers together) yields per epoch."""
+        """Samples (batches, with ``batch_size``) this rank yields per epoch.
+
+        With ``batch_size`` and ``num_workers > 1`` each worker batches its
+        own share, so the loader may yield a few short batches more (or,
+        with ``drop_last``, fewer) than this count, made for one worker.
+        """
         rank, world_size = self._group()
-        return self.dataset.epoch_length(rank=rank, world_size=world_size, drop_remainder=self.drop_remainder)
+        n = self.dataset.epoch_length(rank=rank, world_size=world_size, drop_remainder=self.drop_remainder)
+        if self.batch_size is None:
+            return n
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:
         state, self._pending = self._pending, None
         epoch = self.epoch
         iterator = self._shard(epoch, state)
-        samples = (to_tensors(sample) for sample in iterator)
+        if self.batch_size is None:
+            samples = (to_tensors(sample) for sample in iterator)
+        else:
+            batches = iterator.batches(self.batch_size, drop_last=self.drop_last)
+            samples = (to_tensors(batch, "batch") for batch in batches)
         self._iterator, self._live = iterator, weakref.ref(samples)
         return samples
 

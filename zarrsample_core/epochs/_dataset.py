@@ -20,7 +20,7 @@ from ..sources._validate import recorded_metadata
 from ._batch import batch_indices, read_batch
 from ._epoch import EpochIterator
 from ._order import epoch_order, shard, shard_length
-from ._state import check_state, config_fingerprint
+from ._state import config_fingerprint, resume_point
 
 __all__ = ["PatchDataset", "check_dataset", "whole_image_plan"]
 
@@ -389,24 +389,7 @@ class PatchDataset:
             drop_remainder=int(drop_remainder), seed=self.seed, n_patches=len(self),
             shuffle=int(self.shuffle), fingerprint=self._fingerprint,
         )
-        position = 0
-        if state is not None:
-            saved_epoch, position = check_state(state, expected=config)
-            if epoch is not None and epoch != saved_epoch:
-                total = shard_length(
-                    len(self), rank=config["rank"], world_size=config["world_size"],
-                    worker=config["worker"], num_workers=config["num_workers"],
-                    drop_remainder=drop_remainder,
-                )
-                if position < total:
-                    raise ZarrsampleError(
-                        f"epoch={epoch} but the state was saved inside epoch {saved_epoch} "
-                        f"({position} of {total} samples): resume epoch {saved_epoch} first"
-                    )
-                position = 0  # the saved epoch was finished: `epoch` starts from its beginning
-            else:
-                epoch = saved_epoch
-        epoch = 0 if epoch is None else check_int(epoch, "epoch")
+        epoch, position = resume_point(state, epoch, config, drop_remainder=drop_remainder)
         indices = shard(
             self.order(epoch), rank=config["rank"], world_size=config["world_size"],
             worker=config["worker"], num_workers=config["num_workers"], drop_remainder=drop_remainder,

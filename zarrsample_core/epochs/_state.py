@@ -16,8 +16,9 @@ import numpy as np
 
 from .._checks import check_int
 from .._errors import ZarrsampleError
+from ._order import shard_length
 
-__all__ = ["STATE_VERSION", "check_state", "config_fingerprint", "make_state"]
+__all__ = ["STATE_VERSION", "check_state", "config_fingerprint", "make_state", "resume_point"]
 
 #: Version of the dict written by :func:`make_state`.
 STATE_VERSION = 1
@@ -200,3 +201,36 @@ def check_state(state: Mapping[str, int], *, expected: Mapping[str, int]) -> tup
         if saved[key] < 0:
             raise ZarrsampleError(f"state[{key!r}] must be >= 0, got {saved[key]}")
     return saved["epoch"], saved["position"]
+
+
+def resume_point(
+    state: Mapping[str, int] | None, epoch: int | None, config: dict[str, int], *, drop_remainder: bool
+) -> tuple[int, int]:
+    """``(epoch, position)`` an epoch iterator starts at, given an optional saved ``state``.
+
+    A state saved at the end of an epoch lets another ``epoch`` start from
+    its beginning; one saved inside an epoch resumes that epoch only.
+
+    Raises
+    ------
+    ZarrsampleError
+        ``state`` comes from another configuration, or was saved inside
+        another epoch than ``epoch``.
+    """
+    position = 0
+    if state is not None:
+        saved_epoch, position = check_state(state, expected=config)
+        if epoch is not None and epoch != saved_epoch:
+            total = shard_length(
+                config["n_patches"], rank=config["rank"], world_size=config["world_size"],
+                worker=config["worker"], num_workers=config["num_workers"], drop_remainder=drop_remainder,
+            )
+            if position < total:
+                raise ZarrsampleError(
+                    f"epoch={epoch} but the state was saved inside epoch {saved_epoch} "
+                    f"({position} of {total} samples): resume epoch {saved_epoch} first"
+                )
+            position = 0  # the saved epoch was finished: `epoch` starts from its beginning
+        else:
+            epoch = saved_epoch
+    return (0 if epoch is None else check_int(epoch, "epoch")), position

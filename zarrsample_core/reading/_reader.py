@@ -24,7 +24,15 @@ from .._checks import check_bool, check_int
 from .._errors import ZarrsampleError
 from ..sources._placement import map_window
 from ._cache import ChunkCache
-from ._chunk_reads import ChunkRequest, Range, Source, assemble, chunk_ranges, chunk_runs, read_run
+from ._chunk_reads import (
+    ChunkRequest,
+    Range,
+    Source,
+    assemble,
+    chunk_ranges,
+    chunk_runs,
+    read_run,
+)
 from ._faults import RetryPolicy
 from ._padding import (
     PaddingMode,
