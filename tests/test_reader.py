@@ -110,6 +110,14 @@ class CountingImage:
             raise OSError("storage is down")
         return self._image.read(selection)
 
+    def read_many(self, selections):
+        with self._lock:
+            self.calls += 1  # one grouped load
+        time.sleep(self.delay)
+        if self.fail:
+            return [OSError("storage is down") for _ in selections]
+        return self._image.read_many(selections)
+
 
 def tiling(shape, step):
     """All windows ``step`` apart covering ``shape`` (C order), as (start, stop)."""

