@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/plan.py
 	$(PY) benchmarks/poisson.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/read_path.py
 	$(PY) benchmarks/adapters.py
 	$(PY) benchmarks/stitch.py
 	$(PY) benchmarks/scale.py

@@ -119,9 +119,12 @@ def run_ours(name: str, toplefts_path: str) -> None:
 OUR_READS = {
     "read-limit": None,
     "sequential": {},
+    "sequential-batches": {},  # the same epoch through ``batches(BATCH)``
     "chunk-shuffle": {"shuffle": True, "draw_same_chunk": True},
     "window-shuffle": {"shuffle": True},
 }
+#: Batch size of the batched case (what a training loop would ask for).
+BATCH = 32
 
 
 def _chunk_windows():
@@ -152,8 +155,9 @@ def run_ours_read(name: str, path: str, hashes_path: str | None) -> None:
     else:
         ds = PatchDataset(coll, PatchSampler(READ_PATCH, spatial_axes=AXES), **kwargs)
         patches = nbytes = 0
-        for sample in ds.epoch(0):
-            patches += 1
+        epoch = ds.epoch(0)
+        for sample in epoch.batches(BATCH) if name.endswith("-batches") else epoch:
+            patches += len(sample["images"]) if name.endswith("-batches") else 1
             nbytes += sample["images"].nbytes
         stats = ds.stats()
         chunk_reads = stats.get("chunk_reads")
@@ -169,7 +173,7 @@ def run_ours_read(name: str, path: str, hashes_path: str | None) -> None:
         for w in _chunk_windows():
             array[w]
         fields["zarr_array_patches_per_s"] = round(READ_PATCHES / (time.perf_counter() - t0), 1)
-    if hashes_path and kwargs is not None:
+    if hashes_path and kwargs is not None and not name.endswith("-batches"):
         ds = PatchDataset(coll, PatchSampler(READ_PATCH, spatial_axes=AXES), return_positions=True, **kwargs)
         toplefts, digests = [], []
         for sample in ds.epoch(0):
@@ -499,7 +503,7 @@ READ_ROUNDS = 3
 #: run of a case next to the other's, so a change in machine load hits both.
 READ_ORDER = (
     ("reference", "read-limit"), ("ours", "read-limit"),
-    ("reference", "sequential"), ("ours", "sequential"),
+    ("reference", "sequential"), ("ours", "sequential"), ("ours", "sequential-batches"),
     ("reference", "shuffled"), ("ours", "chunk-shuffle"), ("ours", "window-shuffle"),
     ("reference", "shuffled-same-chunk"),
 )
@@ -571,7 +575,7 @@ def reading_comparison(args) -> list[dict]:
         for r in range(READ_ROUNDS):
             for side, name in READ_ORDER if r % 2 == 0 else READ_ORDER[::-1]:
                 out = None
-                if r == 0 and name not in ("read-limit", "shuffled"):  # shuffled: ~3 s more, skipped
+                if r == 0 and name not in ("read-limit", "shuffled", "sequential-batches"):  # shuffled: ~3 s more
                     out = f"{tmp}/{side}-{name}.npz"
                 fields = _run_json(_read_command(side, name, path, out, args), min(args.timeout, 600))
                 fields.pop("case", None)
@@ -610,8 +614,10 @@ def reading_comparison(args) -> list[dict]:
     agree = None
     if ("reference", "sequential") in hashes and ("ours", "sequential") in hashes:
         agree = content_agreement(hashes["reference", "sequential"], hashes["ours", "sequential"])
+    batch_o = side(("ours", "sequential-batches"), our_lim)
     lines.append(dict(
         reading="sequential", **image, reference=seq_r, ours=seq_o, ratio_ours_to_reference=ratio(seq_o, seq_r),
+        ours_batches=batch_o, batch_size=BATCH, ratio_ours_batches_to_reference=ratio(batch_o, seq_r),
         agreement=agree,
     ))
     shuf_r = side(("reference", "shuffled"), ref_lim)

@@ -139,7 +139,9 @@ def test_big_endian_and_sharded_arrays(store_dir):
             out = image.read((slice(1, 5), slice(2, 9), slice(0, 11)))
             assert out.dtype == np.dtype("uint16") and out.dtype.isnative
             np.testing.assert_array_equal(out, store_dir["data"][1:5, 2:9, :])
+            assert image.is_sharded == (name == "v3_sharded.zarr")
     assert open_image(store_dir["root"] / "v3_sharded.zarr", axes="CYX").chunks == (2, 3, 3)
+    assert not open_image(store_dir["data"], axes="CYX").is_sharded
 
 
 def test_zarr_objects_as_source(store_dir):

@@ -87,10 +87,11 @@ def read_run(
     with one future each, so that the backend decodes them in parallel
     (about 1.6x the rate of one chunk per call with zarr-python 3). With
     ``retry.retries > 0`` a transient error is retried for its chunk alone;
-    otherwise the first error is raised. Other images read the bounding
+    otherwise the first error is raised. Other images, and sharded arrays
+    (where each read fetches the shard's index again), read the bounding
     block of a run along the last axis at once.
     """
-    if hasattr(image, "read_many"):
+    if hasattr(image, "read_many") and (retry.retries or not getattr(image, "is_sharded", False)):
         selections = [tuple(slice(a, b) for a, b in zip(lo, hi)) for lo, hi in regions]
         chunks = image.read_many(selections)
         for k, ((lo, hi), index) in enumerate(zip(regions, run)):

@@ -22,7 +22,6 @@ import numpy as np
 
 from .._checks import check_bool, check_int
 from .._errors import ZarrsampleError
-from ..sources._placement import map_window
 from ._cache import ChunkCache
 from ._chunk_reads import (
     ChunkRequest,
@@ -38,18 +37,17 @@ from ._padding import (
     PaddingMode,
     check_pad_value,
     check_padding_mode,
-    read_range,
 )
-from ._reader_checks import (
-    check_output_axes,
-    check_spatial_axes,
-    check_window_vector,
-)
+from ._reader_checks import check_output_axes
+from ._windows import image_view, output_shape, window_sources
 
 if TYPE_CHECKING:
     from ..sources._collection import ImageCollection, ImageLike
 
 __all__ = ["PatchReader"]
+
+#: Most decoded bytes one background load (a run of neighbouring chunks) fetches.
+RUN_BYTES = 16 * 2**20
 
 
 class PatchReader:
@@ -248,8 +246,8 @@ class PatchReader:
         cache = self._cache_now()
         out: dict[str, np.ndarray] = {}
         for source in self._sources(collection, start, stop, spatial_axes, key):
-            result = np.empty(self._output_shape(source), source.image.dtype)
-            self._fill_window(cache, source, self._image_view(source, result), self.retry)
+            result = np.empty(output_shape(source, self.output_axes), source.image.dtype)
+            self._fill_window(cache, source, image_view(source, result, self.output_axes), self.retry)
             out[source.name] = result
         return out
 
@@ -280,7 +278,7 @@ class PatchReader:
         cache = self._cache_now()
         for source in self._sources(collection, start, stop, spatial_axes, key):
             target = out.get(source.name)
-            shape = self._output_shape(source)
+            shape = output_shape(source, self.output_axes)
             if target is None or target.shape != shape or target.dtype != source.image.dtype:
                 got = None if target is None else f"{target.shape} {target.dtype}"
                 raise ZarrsampleError(
@@ -288,7 +286,7 @@ class PatchReader:
                     f"{source.name!r} is {shape} {source.image.dtype}, but its batch slot is {got}: "
                     "samples of one batch must have one shape per modality"
                 )
-            self._fill_window(cache, source, self._image_view(source, target), self.retry)
+            self._fill_window(cache, source, image_view(source, target, self.output_axes), self.retry)
 
     def output_shapes(
         self,
@@ -300,7 +298,7 @@ class PatchReader:
     ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Shape and dtype of each modality :meth:`read` returns for this window (nothing read)."""
         return {
-            s.name: (self._output_shape(s), s.image.dtype)
+            s.name: (output_shape(s, self.output_axes), s.image.dtype)
             for s in self._sources(collection, start, stop, spatial_axes, None)
         }
 
@@ -348,11 +346,15 @@ class PatchReader:
                 weakref.finalize(self, self._executor.shutdown, wait=False, cancel_futures=True)
             executor = self._executor
         wanted: dict[tuple[Any, ...], tuple[ImageLike, dict[tuple[int, ...], Range]]] = {}
-        for chunk_key, image, lo, hi, _ in requests:
+        largest: dict[tuple[Any, ...], int] = {}
+        for chunk_key, image, lo, hi, nbytes in requests:
             if chunk_key not in cache:
                 wanted.setdefault(chunk_key[:-1], (image, {}))[1][chunk_key[-1]] = (lo, hi)
+                largest[chunk_key[:-1]] = max(largest.get(chunk_key[:-1], 0), nbytes)
         for prefix, (image, chunks) in wanted.items():
-            for run in chunk_runs(sorted(chunks)):
+            # Loads in flight are held beside the cache: at most RUN_BYTES per thread.
+            longest = max(1, min(8, RUN_BYTES // max(largest[prefix], 1)))
+            for run in chunk_runs(sorted(chunks), longest):
                 keys = [(*prefix, index) for index in run]
                 load = partial(read_run, image, [chunks[i] for i in run], self.retry, run)
                 cache.schedule_group(keys, load, executor)
@@ -393,69 +395,15 @@ class PatchReader:
             requests += self.chunk_requests(collection, a, b, spatial_axes=spatial_axes, key=key)
         self.schedule(requests)
 
-    # -- planning -------------------------------------------------------------
+    # -- windows and assembly ---------------------------------------------------
 
     def _sources(
         self, collection: ImageCollection, start: Any, stop: Any, spatial_axes: str, key: Any
     ) -> Iterator[Source]:
-        spatial_axes = check_spatial_axes(spatial_axes)
-        start_v = check_window_vector(start, "start", spatial_axes)
-        stop_v = check_window_vector(stop, "stop", spatial_axes)
-        bad = [a for a, s, e in zip(spatial_axes, start_v, stop_v) if e <= s]
-        if bad:
-            raise ZarrsampleError(
-                f"stop must be > start on every axis, got start={start_v} stop={stop_v} "
-                f"(empty on axes {bad})"
-            )
-        names = [n for n in collection if n != collection.mask_name]
-        unknown = sorted(set(self.output_axes) - set(names))
-        if unknown:
-            raise ZarrsampleError(
-                f"output_axes names modalities {unknown} that the collection does not return; "
-                f"modalities: {names}"
-            )
-        mode = self.padding_mode
-        window = (tuple(start_v), tuple(stop_v))
-        for name in names:
-            image = collection[name]
-            maps = collection.window_maps(name, spatial_axes)
-            scaled = {a: map_window(s, e, amap) for a, s, e, amap in zip(spatial_axes, start_v, stop_v, maps)}
-            per_axis = [scaled.get(a, (0, m)) for a, m in zip(image.axes, image.shape)]
-            ranges = [read_range(w0, size, m, mode) for (w0, size), m in zip(per_axis, image.shape)]
-            lo, hi, dst, maps, padded = zip(*ranges)
-            sizes = tuple(size for _, size in per_axis)
-            identity = (image.name, getattr(image, "level", 0), tuple(image.origin), tuple(image.shape))
-            yield Source(
-                name, image, (key, name, identity), sizes, lo, hi, dst, maps, any(padded), window,
-                spatial_axes,
-            )
-
-    # -- assembly -------------------------------------------------------------
-
-    def _output_shape(self, source: Source) -> tuple[int, ...]:
-        """The shape :meth:`read` returns for ``source``, in output axis order."""
-        axes = source.image.axes
-        sizes = dict(zip(axes, source.sizes))
-        target = self.output_axes.get(source.name, axes)
-        wide = {a: s for a, s in sizes.items() if a not in target and s != 1}
-        if wide:
-            raise ZarrsampleError(
-                f"output_axes[{source.name!r}]={target!r} drops axes whose window is longer "
-                f"than 1: {wide} (modality axes {axes!r})"
-            )
-        return tuple(sizes.get(a, 1) for a in target)
-
-    def _image_view(self, source: Source, result: np.ndarray) -> np.ndarray:
-        """A view of ``result`` (output axis order) in the image's axis order."""
-        axes = source.image.axes
-        target = self.output_axes.get(source.name, axes)
-        if target == axes:
-            return result
-        view = result[tuple(slice(None) if a in axes else 0 for a in target)]
-        kept = [a for a in target if a in axes]
-        view = view.transpose([kept.index(a) for a in axes if a in kept])
-        dropped = [i for i, a in enumerate(axes) if a not in kept]
-        return np.expand_dims(view, dropped) if dropped else view
+        return window_sources(
+            collection, start, stop, spatial_axes, key, padding_mode=self.padding_mode,
+            output_axes=self.output_axes,
+        )
 
     def _fill_value(self, source: Source) -> Any:
         dtype = source.image.dtype

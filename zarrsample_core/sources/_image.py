@@ -146,6 +146,17 @@ class Image:
         for key, value in state.items():
             object.__setattr__(self, key, value)
 
+    @property
+    def is_sharded(self) -> bool:
+        """Whether the stored array is a sharded zarr v3 array (``chunks`` are then its inner chunks).
+
+        Opens the array (in this process) the first time it is asked.
+        """
+        sharded = self._cache.get("sharded")
+        if sharded is None:
+            sharded = self._cache["sharded"] = _is_sharded(self._array(), self.backend)
+        return bool(sharded)
+
     def _array(self) -> Any:
         """The array handle, (re-)opened in this process if needed."""
         cache = self._cache
@@ -236,6 +247,15 @@ class Image:
             results = [array[index] for index in indices]
         # zarr and tensorstore hand out new arrays: no copy unless the dtype differs
         return [r if isinstance(r, Exception) else np.asarray(r, dtype=self.dtype) for r in results]
+
+
+def _is_sharded(array: Any, backend: str) -> bool:
+    if backend == "zarr":
+        return getattr(array, "shards", None) is not None
+    if backend == "tensorstore":
+        codecs = array.spec().to_json().get("metadata", {}).get("codecs", [])
+        return any(isinstance(c, dict) and c.get("name") == "sharding_indexed" for c in codecs)
+    return False
 
 
 #: Stores that carry their content when pickled: a copy reads the same pixels.

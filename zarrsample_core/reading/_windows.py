@@ -1,0 +1,87 @@
+"""The windows of a patch per modality: what to read, and where it lands in the output.
+
+Pure functions over a collection and a reference window; the
+:class:`._reader.PatchReader` reads what they describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._errors import ZarrsampleError
+from ..sources._placement import map_window
+from ._chunk_reads import Source
+from ._padding import read_range
+from ._reader_checks import check_spatial_axes, check_window_vector
+
+if TYPE_CHECKING:
+    from ..sources._collection import ImageCollection
+
+__all__ = ["image_view", "output_shape", "window_sources"]
+
+
+def window_sources(
+    collection: ImageCollection, start: Any, stop: Any, spatial_axes: str, key: Any, *,
+    padding_mode: str, output_axes: Mapping[str, str],
+) -> Iterator[Source]:
+    """One :class:`Source` per modality (mask excluded) for the reference window ``[start, stop)``."""
+    spatial_axes = check_spatial_axes(spatial_axes)
+    start_v = check_window_vector(start, "start", spatial_axes)
+    stop_v = check_window_vector(stop, "stop", spatial_axes)
+    bad = [a for a, s, e in zip(spatial_axes, start_v, stop_v) if e <= s]
+    if bad:
+        raise ZarrsampleError(
+            f"stop must be > start on every axis, got start={start_v} stop={stop_v} "
+            f"(empty on axes {bad})"
+        )
+    names = [n for n in collection if n != collection.mask_name]
+    unknown = sorted(set(output_axes) - set(names))
+    if unknown:
+        raise ZarrsampleError(
+            f"output_axes names modalities {unknown} that the collection does not return; "
+            f"modalities: {names}"
+        )
+    window = (tuple(start_v), tuple(stop_v))
+    for name in names:
+        image = collection[name]
+        maps = collection.window_maps(name, spatial_axes)
+        scaled = {a: map_window(s, e, amap) for a, s, e, amap in zip(spatial_axes, start_v, stop_v, maps)}
+        per_axis = [scaled.get(a, (0, m)) for a, m in zip(image.axes, image.shape)]
+        ranges = [read_range(w0, size, m, padding_mode) for (w0, size), m in zip(per_axis, image.shape)]
+        lo, hi, dst, gathers, padded = zip(*ranges)
+        sizes = tuple(size for _, size in per_axis)
+        identity = (image.name, getattr(image, "level", 0), tuple(image.origin), tuple(image.shape))
+        yield Source(
+            name, image, (key, name, identity), sizes, lo, hi, dst, gathers, any(padded), window,
+            spatial_axes,
+        )
+
+
+def output_shape(source: Source, output_axes: Mapping[str, str]) -> tuple[int, ...]:
+    """The shape a read of ``source`` returns, in output axis order."""
+    axes = source.image.axes
+    sizes = dict(zip(axes, source.sizes))
+    target = output_axes.get(source.name, axes)
+    wide = {a: s for a, s in sizes.items() if a not in target and s != 1}
+    if wide:
+        raise ZarrsampleError(
+            f"output_axes[{source.name!r}]={target!r} drops axes whose window is longer "
+            f"than 1: {wide} (modality axes {axes!r})"
+        )
+    return tuple(sizes.get(a, 1) for a in target)
+
+
+def image_view(source: Source, result: np.ndarray, output_axes: Mapping[str, str]) -> np.ndarray:
+    """A view of ``result`` (output axis order) in the image's axis order."""
+    axes = source.image.axes
+    target = output_axes.get(source.name, axes)
+    if target == axes:
+        return result
+    view = result[tuple(slice(None) if a in axes else 0 for a in target)]
+    kept = [a for a in target if a in axes]
+    view = view.transpose([kept.index(a) for a in axes if a in kept])
+    dropped = [i for i, a in enumerate(axes) if a not in kept]
+    return np.expand_dims(view, dropped) if dropped else view
