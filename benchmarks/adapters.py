@@ -13,13 +13,18 @@ best of the rounds):
   sample IPC of 200 kB tensors costs ~1 ms each otherwise), ``prefetch=0``
   in the workers (the workers are the parallelism); worker start-up included;
 - ``tf``: ``as_tf_dataset(ds)``;
-- ``grain``: ``as_grain_dataset(ds, num_epochs=1).to_iter_dataset()`` (in process).
+- ``grain``: ``as_grain_dataset(ds, num_epochs=1).to_iter_dataset()`` (in process);
+- ``core-batch32``, ``torch-batch32``, ``tf-batch32``, ``grain-batch32``: the same
+  epoch in batches of 32 read by the core (``ds.epoch(0).batches(32)``, and
+  each adapter's ``batch_size=32``); the adapters' per-sample overhead is
+  measured against ``core-batch32``.
 
 Every timed epoch uses a new PatchDataset (a cold chunk cache). Prints one
 JSON line per case: patches/s, ratios to ``core-single`` and ``core``, the
 per-sample overhead in microseconds against ``core``, then one line of the
 targets (torch with 2 workers >= 1.3x the core's single-process rate; tf and
-grain >= 0.8 of the core).
+grain >= 0.8 of the core; batched adapters <= 20 us per sample over the
+core's batches, tf with ``batch_size`` >= 0.8 of them).
 Usage: ``python benchmarks/adapters.py [--rounds 3]``.
 """
 
@@ -38,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from workloads import emit, peak_rss_mb  # noqa: E402
 
 CASES = (
-    "core-single", "core", "torch-workers-0", "torch-workers-2", "torch-workers-2-warm", "tf",
-    "tf-batch16", "grain",
+    "core-single", "core", "core-batch32", "torch-workers-0", "torch-batch32", "torch-workers-2",
+    "torch-workers-2-warm", "tf", "tf-batch16", "tf-batch32", "grain", "grain-batch32",
 )
+BATCHED = ("torch-batch32", "tf-batch32", "grain-batch32")  # compared with core-batch32
 PATCHES = 1024
 
 
@@ -52,7 +58,10 @@ def run_case(path: str, case: str) -> None:
     def fresh(**kwargs):
         return PatchDataset(coll, PatchSampler(256, spatial_axes="YX"), **kwargs)
 
-    if case.startswith("core"):
+    if case == "core-batch32":
+        def epoch():
+            return sum(len(b["images"]) for b in fresh().epoch(0).batches(32))
+    elif case.startswith("core"):
         def epoch():
             return sum(1 for _ in fresh(prefetch=0 if case == "core-single" else 256).epoch(0))
     elif case.startswith("torch"):
@@ -63,6 +72,10 @@ def run_case(path: str, case: str) -> None:
         if case == "torch-workers-0":
             def epoch():
                 return sum(1 for _ in DataLoader(PatchIterableDataset(fresh()), batch_size=None))
+        elif case == "torch-batch32":
+            def epoch():
+                data = PatchIterableDataset(fresh(), batch_size=32)
+                return sum(len(b["images"]) for b in DataLoader(data, batch_size=None))
         elif case == "torch-workers-2":
             def epoch():
                 loader = DataLoader(PatchIterableDataset(fresh(prefetch=0)), batch_size=16, num_workers=2)
@@ -80,15 +93,18 @@ def run_case(path: str, case: str) -> None:
     elif case.startswith("tf"):
         from zarrsample_tf import as_tf_dataset
 
-        size = 16 if case == "tf-batch16" else None
+        size = {"tf-batch16": 16, "tf-batch32": 32}.get(case)
 
         def epoch():
             return sum(len(b["images"]) if size else 1 for b in as_tf_dataset(fresh(), batch_size=size))
     else:
         from zarrsample_jax import as_grain_dataset
 
+        size = 32 if case == "grain-batch32" else None
+
         def epoch():
-            return sum(1 for _ in as_grain_dataset(fresh(), num_epochs=1).to_iter_dataset())
+            data = as_grain_dataset(fresh(), num_epochs=1, batch_size=size).to_iter_dataset()
+            return sum(len(b["images"]) if size else 1 for b in data)
 
     best = float("inf")
     t0 = 0.0
@@ -131,7 +147,9 @@ def main() -> None:
         fields = dict(best[case], rounds=args.rounds)
         fields["ratio_to_core_single"] = round(fields["patches_per_s"] / single["patches_per_s"], 3)
         fields["ratio_to_core"] = round(fields["patches_per_s"] / core["patches_per_s"], 3)
-        fields["overhead_us_per_sample"] = round((fields["seconds"] - core["seconds"]) / PATCHES * 1e6, 1)
+        base = best["core-batch32"] if case in BATCHED else core
+        fields["overhead_us_per_sample"] = round((fields["seconds"] - base["seconds"]) / PATCHES * 1e6, 1)
+        fields["overhead_against"] = "core-batch32" if case in BATCHED else "core"
         emit(**fields)
     ratio = lambda case: round(best[case]["patches_per_s"] / core["patches_per_s"], 3)  # noqa: E731
     emit(
@@ -142,6 +160,13 @@ def main() -> None:
         ),
         torch_target=1.3, tf=ratio("tf"), tf_batch16=ratio("tf-batch16"), grain=ratio("grain"),
         tf_grain_target=0.8,
+        tf_batch32_vs_core_batch32=round(best["tf-batch32"]["patches_per_s"] / best["core-batch32"]["patches_per_s"], 3),
+        tf_batch_target=0.8,
+        batched_overhead_us_per_sample={
+            case: round((best[case]["seconds"] - best["core-batch32"]["seconds"]) / PATCHES * 1e6, 1)
+            for case in BATCHED
+        },
+        batched_overhead_target_us=20,
     )
 
 
