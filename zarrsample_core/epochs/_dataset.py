@@ -311,8 +311,10 @@ class PatchDataset:
 
     def stats(self) -> dict[str, int]:
         """Counters of this process: ``chunk_reads``, ``cache_hits``, ``evictions``,
-        ``cached_bytes`` (the reader's), ``skipped_patches`` and ``unreadable_patches``."""
-        return {**self.reader.stats(), **self._skip.stats()}
+        ``cached_bytes`` (the reader's), ``skipped_patches``, ``unreadable_patches`` and
+        ``shard_index_reads`` (indexes of sharded arrays fetched, each shard's at most once)."""
+        shard_reads = sum(getattr(c[k], "shard_index_reads", 0) for c in self.collections for k in c)
+        return {**self.reader.stats(), **self._skip.stats(), "shard_index_reads": shard_reads}
 
     @property
     def fingerprint(self) -> int:

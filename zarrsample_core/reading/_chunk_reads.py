@@ -17,7 +17,7 @@ from ._faults import RetryPolicy, _Exhausted, chunk_read_error, is_transient
 if TYPE_CHECKING:
     from ..sources._collection import ImageLike
 
-__all__ = ["ChunkRequest", "Range", "Source", "assemble", "chunk_ranges", "chunk_runs", "read_run"]
+__all__ = ["ChunkRequest", "Range", "Source", "assemble", "chunk_ranges", "chunk_runs", "read_run", "shard_groups"]
 
 #: ``(start, stop)`` of a region, one int per image axis.
 Range = tuple[tuple[int, ...], tuple[int, ...]]
@@ -77,6 +77,16 @@ def chunk_runs(indices: list[tuple[int, ...]], longest: int = 8) -> list[list[tu
     return runs
 
 
+def shard_groups(
+    indices: list[tuple[int, ...]], per_shard: tuple[int, ...], largest: int
+) -> list[list[tuple[int, ...]]]:
+    """Split chunk indices into groups of one shard each (``per_shard`` chunks per axis), at most ``largest`` long."""
+    groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+    for index in indices:
+        groups.setdefault(tuple(k // p for k, p in zip(index, per_shard)), []).append(index)
+    return [group[i : i + largest] for group in groups.values() for i in range(0, len(group), largest)]
+
+
 def read_run(
     image: ImageLike, regions: list[Range], retry: RetryPolicy, run: list[tuple[int, ...]]
 ) -> list[np.ndarray]:
@@ -87,11 +97,16 @@ def read_run(
     with one future each, so that the backend decodes them in parallel
     (about 1.6x the rate of one chunk per call with zarr-python 3). With
     ``retry.retries > 0`` a transient error is retried for its chunk alone;
-    otherwise the first error is raised. Other images, and sharded arrays
-    (where each read fetches the shard's index again), read the bounding
-    block of a run along the last axis at once.
+    otherwise the first error is raised (sharded zarr arrays: one range
+    request per run of inner chunks stored side by side, each shard's index
+    read once per process, :mod:`..sources._shards`). Other images, and
+    sharded arrays read by tensorstore (which fetches a shard's index once
+    per read call), read the bounding block of a run along the last axis at
+    once.
     """
-    if hasattr(image, "read_many") and (retry.retries or not getattr(image, "is_sharded", False)):
+    if hasattr(image, "read_many") and (
+        retry.retries or getattr(image, "backend", "") != "tensorstore" or not getattr(image, "is_sharded", False)
+    ):
         selections = [tuple(slice(a, b) for a, b in zip(lo, hi)) for lo, hi in regions]
         chunks = image.read_many(selections)
         for k, ((lo, hi), index) in enumerate(zip(regions, run)):

@@ -31,6 +31,7 @@ from ._chunk_reads import (
     chunk_ranges,
     chunk_runs,
     read_run,
+    shard_groups,
 )
 from ._faults import RetryPolicy
 from ._padding import (
@@ -354,7 +355,12 @@ class PatchReader:
         for prefix, (image, chunks) in wanted.items():
             # Loads in flight are held beside the cache: at most RUN_BYTES per thread.
             longest = max(1, min(8, RUN_BYTES // max(largest[prefix], 1)))
-            for run in chunk_runs(sorted(chunks), longest):
+            per_shard = getattr(image, "shard_chunks", None)
+            runs = (
+                shard_groups(sorted(chunks), per_shard, max(1, RUN_BYTES // max(largest[prefix], 1)))
+                if per_shard else chunk_runs(sorted(chunks), longest)
+            )
+            for run in runs:
                 keys = [(*prefix, index) for index in run]
                 load = partial(read_run, image, [chunks[i] for i in run], self.retry, run)
                 cache.schedule_group(keys, load, executor)

@@ -15,6 +15,7 @@ from .._errors import ZarrsampleError
 from ._direct import ChunkFiles, chunk_files
 from ._placement import Placement, micrometres
 from ._roi import selection_bounds
+from ._shards import ShardedChunks, sharded_chunks
 
 __all__ = ["HTTP_TIMEOUT", "HTTP_TIMEOUT_ENV", "Image", "http_timeout", "spec_store", "url_store"]
 
@@ -217,7 +218,39 @@ class Image:
         grid = direct.chunk_of(index) if direct is not None else None
         if grid is not None:
             return direct.read(index, grid)  # type: ignore[union-attr]
+        sharded = self._sharded()
+        if sharded is not None and sharded.chunk_of(index) is not None:
+            result = sharded.read_many([index])[0]
+            if isinstance(result, Exception):
+                raise result
+            return result
         return np.asarray(array[index], dtype=self.dtype)
+
+    def _sharded(self) -> ShardedChunks | None:
+        """The shard-aware reader of a sharded zarr v3 array (see :mod:`._shards`), or None."""
+        if self.backend != "zarr":
+            return None
+        array = self._array()
+        found = self._cache.get("shards", False)
+        if found is False or found[0] is not array:
+            found = self._cache["shards"] = (array, sharded_chunks(array))
+        return found[1]
+
+    @property
+    def shard_chunks(self) -> tuple[int, ...] | None:
+        """Inner chunks per shard along each axis when zarrsample reads the shards itself, else None.
+
+        Loads of inner chunks of one shard are best grouped: they then cost
+        one request per run of chunks stored side by side.
+        """
+        sharded = self._sharded()
+        return None if sharded is None else sharded.per_shard
+
+    @property
+    def shard_index_reads(self) -> int:
+        """Shard indexes this process fetched for reads of this image (each shard's at most once)."""
+        found = self._cache.get("shards")
+        return 0 if not found or found[1] is None else found[1].index_reads
 
     def _chunk_files(self) -> ChunkFiles | None:
         """The direct chunk decoder of a local zarr array (see :mod:`._direct`), or None."""
@@ -260,6 +293,8 @@ class Image:
                     results.append(self.read(tuple(slice(a.start - o, a.stop - o) for a, o in zip(index, self.origin))))
                 except Exception as exc:  # noqa: BLE001 - returned to the caller
                     results.append(exc)
+        elif self.backend == "zarr" and self._sharded_all(indices):
+            results = self._sharded().read_many(indices)  # type: ignore[union-attr]
         elif self.backend == "zarr":
             from zarr.core.sync import sync
 
@@ -272,6 +307,10 @@ class Image:
             results = [array[index] for index in indices]
         # zarr and tensorstore hand out new arrays: no copy unless the dtype differs
         return [r if isinstance(r, Exception) else np.asarray(r, dtype=self.dtype) for r in results]
+
+    def _sharded_all(self, indices: list[tuple[slice, ...]]) -> bool:
+        sharded = self._sharded()
+        return sharded is not None and all(sharded.chunk_of(index) is not None for index in indices)
 
     def _direct_all(self, indices: list[tuple[slice, ...]]) -> bool:
         direct = self._chunk_files()
