@@ -14,7 +14,7 @@ import pytest
 import zarr
 from conftest import flaky_server, read_only_tree, tree_snapshot
 
-from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+from zarrsample_core import BlueNoisePatchSampler, ImageCollection, PatchDataset, PatchSampler, open_image
 from zarrsample_core._errors import ZarrsampleError
 from zarrsample_core.reading._faults import (
     ChunkReadError,
@@ -103,6 +103,29 @@ def test_raise_names_image_path_chunk_and_window(corrupt, backend):
         f.write(good)
     patch = ds[it.position]
     assert patch["images"].tobytes() == data[16:24, 32:40].tobytes()
+
+
+@pytest.mark.parametrize("backend", ["zarr", "tensorstore"])
+@pytest.mark.parametrize("sampler", [PatchSampler(PATCH, spatial_axes="YX"),
+                                     BlueNoisePatchSampler(PATCH, seed=0, spatial_axes="YX")])
+def test_a_corrupt_mask_chunk_is_a_chunk_read_error_naming_the_mask(corrupt, backend, sampler):
+    path, _, chunk_file, _ = corrupt
+    image = open_image(np.zeros(SHAPE, np.uint8), axes="YX")
+    coll = ImageCollection({"images": image, "masks": open_image(path, axes="YX", backend=backend)},
+                           spatial_axes="YX")
+    key = os.path.relpath(chunk_file, path)
+    for plan in (sampler.plan, lambda c: PatchDataset(c, sampler)):
+        with pytest.raises(ChunkReadError) as info:
+            plan(coll)
+        message = str(info.value)
+        assert "\n" not in message
+        assert re.search(
+            rf"chunk \(1, 2\) \(key '{re.escape(key)}' at {re.escape(path)}/{re.escape(key)}\) of modality "
+            rf"'masks', image {re.escape(path)} \(array path ''\), for the sampling mask \(Y 0:64, X 0:64\)",
+            message,
+        ), message
+        assert (info.value.chunk_index, info.value.chunk_key, info.value.transient) == ((1, 2), key, False)
+        assert info.value.__cause__ is not None
 
 
 def test_error_in_a_prefetch_group_does_not_fail_its_neighbours(corrupt):

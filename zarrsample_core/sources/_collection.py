@@ -5,12 +5,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
-from .._errors import ZarrsampleError
+from .._errors import ChunkReadError, ZarrsampleError
 from ._axes import check_axes
+from ._chunk_errors import chunk_read_error, failed_chunk
 from ._placement import AxisMap, axis_map, axis_placement
 
 __all__ = ["BlockReader", "ImageCollection", "ImageLike"]
@@ -259,7 +260,10 @@ class ImageCollection:
 
         Returns mask rows ``[lo, hi)`` along the first spatial axis and all of
         the others, as an array with one dimension per spatial axis (size 1
-        for axes the mask lacks); non-spatial axes (size 1) are dropped.
+        for axes the mask lacks); non-spatial axes (size 1) are dropped. A
+        read that fails (a corrupt or missing chunk, a server error) raises a
+        :class:`~zarrsample_core.ChunkReadError` naming the mask and the
+        first chunk of the strip that fails.
         """
         mask = self.mask
         if mask is None:
@@ -271,17 +275,38 @@ class ImageCollection:
         expand = [i for i, a in enumerate(axes) if a not in present]
         drop = tuple(i for i, a in enumerate(mask.axes) if a not in axes)
 
+        name = cast(str, self.mask_name)
+
         def read_block(lo: int, hi: int) -> np.ndarray:
             selection = tuple(
                 slice(lo, hi) if a == first else (slice(None) if a in axes else slice(0, 1))
                 for a in mask.axes
             )
-            block = np.asarray(mask.read(selection))
+            try:
+                block = np.asarray(mask.read(selection))
+            except ZarrsampleError:
+                raise
+            except Exception as exc:
+                raise _mask_error(name, mask, selection, axes, exc) from exc
             block = block.reshape([s for i, s in enumerate(block.shape) if i not in drop])
             block = np.transpose(block, order)
             return np.expand_dims(block, expand) if expand else block
 
         return read_block
+
+
+def _mask_error(
+    name: str, mask: ImageLike, selection: tuple[slice, ...], axes: str, error: BaseException
+) -> ChunkReadError:
+    """The one-line error of a failed mask read: the first bad chunk when it can be found."""
+    found = failed_chunk(mask, selection)
+    first = tuple((o + (s.start or 0)) // c for s, c, o in zip(selection, mask.chunks, mask.origin))
+    index, cause = found if found is not None else (first, error)
+    rows = ", ".join(
+        f"{a} {s.start or 0}:{mask.shape[i] if s.stop is None else s.stop}"
+        for i, (a, s) in enumerate(zip(mask.axes, selection)) if a in axes
+    )
+    return chunk_read_error(name, mask, index, None, axes, cause, 1, purpose=f"the sampling mask ({rows})")
 
 
 def _stored_extent(image: ImageLike, axis: str, extent: int) -> int:
