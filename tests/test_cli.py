@@ -110,10 +110,12 @@ def test_plan_counts_equal_the_library(data):
                              spatial_axes="YX")
     plain = ImageCollection({"images": open_image(data["plain"], axes="CYX")}, spatial_axes="YX")
     cases = [
-        (["--tissue", "--patch-size", "128"], tissue, PatchSampler(128, min_area=0.5, spatial_axes="YX")),
+        (["--tissue", "--patch-size", "128", "--min-area", "0.5"], tissue,
+         PatchSampler(128, min_area=0.5, spatial_axes="YX")),
         (["--tissue", "--sampler", "bluenoise", "--seed", "3", "--patch-size", "64", "--min-area", "0.9"],
          tissue, BlueNoisePatchSampler(64, seed=3, min_area=0.9, spatial_axes="YX")),
-        (["--mask", slide / "labels" / "tissue", "--patch-size", "100,60", "--stride", "50", "--pad", "4"],
+        (["--mask", slide / "labels" / "tissue", "--patch-size", "100,60", "--stride", "50", "--pad", "4",
+          "--min-area", "0.5"],
          labels, PatchSampler((100, 60), stride=50, pad=4, min_area=0.5, spatial_axes="YX")),
     ]
     for options, coll, sampler in cases:
@@ -137,6 +139,25 @@ def test_plan_counts_equal_the_library(data):
     assert re.search(r"time: open [\d.]+ ms, mask [\d.]+ ms, plan [\d.]+ ms", result.stdout)
 
 
+def test_plan_defaults_are_the_library_defaults(data):
+    """Without --min-area the command plans what PatchSampler(...) plans with its own default."""
+    slide = data["slide"]
+    image = open_image(slide)
+    for mask, coll in (
+        (["--tissue"], ImageCollection({"images": image, "masks": tissue_mask(image)}, spatial_axes="YX")),
+        (["--mask", slide / "labels" / "tissue"],
+         ImageCollection({"images": image, "masks": open_image(slide, data_group="labels/tissue")},
+                         spatial_axes="YX")),
+    ):
+        for options, sampler in ((["--patch-size", "96"], PatchSampler(96, spatial_axes="YX")),
+                                 (["--patch-size", "96", "--sampler", "bluenoise"],
+                                  BlueNoisePatchSampler(96, seed=0, spatial_axes="YX"))):
+            report = json.loads(cli("plan", slide, *mask, *options, "--json").stdout)
+            assert report["patches"] == len(sampler.plan(coll)), (mask, options)
+            assert report["sampler"] == repr(sampler)
+    assert "default 1: one pixel, as PatchSampler's min_area" in " ".join(cli("plan", "--help").stdout.split())
+
+
 def test_plan_many_images_sums_them(data):
     report = json.loads(cli("plan", data["slide"], data["slide"], "--tissue", "--json").stdout)
     assert len(report["images"]) == 2 and report["patches"] == 2 * report["images"][0]["patches"]
@@ -144,7 +165,7 @@ def test_plan_many_images_sums_them(data):
 
 def test_plan_preview_draws_patches_over_the_mask(data, tmp_path):
     out = tmp_path / "preview.png"
-    result = cli("plan", data["slide"], "--tissue", "--patch-size", "128", "--preview", out,
+    result = cli("plan", data["slide"], "--tissue", "--patch-size", "128", "--min-area", "0.5", "--preview", out,
                  "--preview-size", "300", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["preview"] == {"path": str(out), "width": 300, "height": 300}
@@ -202,6 +223,18 @@ def test_bad_data_exits_1_with_one_line(data):
     one_error_line(cli("plan", data["plain"]), 1, r"^zarrsample: error: axes is required .* pass e\.g\. axes='ZYX'")
     one_error_line(cli("plan", data["slide"], "--level", "5"), 1, r"level=5 is out of range .* available levels are \[0, 1, 2\]")
     one_error_line(cli("plan", data["group"]), 1, r"without OME-Zarr multiscales metadata; pass data_group=")
+
+
+def test_a_corrupt_mask_chunk_is_one_line(data, tmp_path):
+    mask = zarr.create_array(store=str(tmp_path / "mask.zarr"), shape=(64, 64), chunks=(16, 16), dtype="uint8",
+                             zarr_format=2, compressors=Zstd(level=3))
+    mask[...] = 1
+    (tmp_path / "mask.zarr" / "1.2").write_bytes(b"\x13garbage" * 20)
+    result = cli("plan", data["slide"], "--mask", tmp_path / "mask.zarr", "--mask-axes", "YX")
+    one_error_line(result, 1, r"^zarrsample: error: could not read chunk \(1, 2\) \(key '1\.2' at .*mask\.zarr/1\.2\) "
+                   r"of modality 'masks', image .*mask\.zarr \(array path ''\), for the sampling mask "
+                   r"\(Y 0:64, X 0:64\): RuntimeError: Zstd decompression error")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_bad_arguments_exit_2(data):

@@ -309,8 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     masks.add_argument("--mask", metavar="PATH", help="a sampling mask image at any scale")
     masks.add_argument("--tissue", action="store_true", help="compute a tissue mask (Otsu) from a low level")
     plan.add_argument("--mask-axes", help="axes of the --mask array when its metadata has none")
-    plan.add_argument("--min-area", type=_area, default=0.5,
-                      help="mask coverage needed: a fraction in [0, 1) or a pixel count (default 0.5)")
+    plan.add_argument("--min-area", type=_area, default=1,
+                      help="mask coverage needed: a fraction in [0, 1) of the patch area, or a count "
+                      ">= 1 of image pixels (default 1: one pixel, as PatchSampler's min_area)")
     plan.add_argument("--allow-incomplete", action="store_true", help="keep patches crossing the border")
     plan.add_argument("--preview", metavar="PNG", type=_png_path, help="write a PNG of the image, mask and patches")
     plan.add_argument("--preview-size", type=_positive, default=1024,
