@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ChunkReadError", "ParameterTypeError", "ZarrsampleError", "is_transient"]
+__all__ = [
+    "ChunkReadError", "Hint", "ParameterTypeError", "ZarrsampleError", "ZarrsampleWarning", "is_transient",
+    "spelled",
+]
+
+#: ``(parameter, value)``: a value to pass, written ``parameter=value!r`` in a message.
+Hint = tuple[str, Any]
+
+
+def spelled(parameter: str, value: Any) -> str:
+    """How a message suggests a value: ``parameter=value!r`` (e.g. ``axes='CYX'``)."""
+    return f"{parameter}={value!r}"
 
 
 class ZarrsampleError(ValueError):
@@ -13,7 +25,27 @@ class ZarrsampleError(ValueError):
 
     Subclasses ``ValueError`` so that ``except ValueError`` keeps working;
     the message names the parameter, the rule and the value received.
+    ``hints`` lists the ``(parameter, value)`` pairs the message suggests
+    (written as :func:`spelled` gives them), so that the command line can
+    say them with its own options.
     """
+
+    def __init__(self, *args: Any, hints: Sequence[Hint] = ()) -> None:
+        super().__init__(*args)
+        self.hints: tuple[Hint, ...] = tuple(hints)
+
+
+class ZarrsampleWarning(UserWarning):
+    """Input that zarrsample accepts but that is probably not what was meant.
+
+    The message says what was assumed and how to say otherwise; ``hints``
+    as for :class:`ZarrsampleError`. Turn them into errors with
+    ``warnings.simplefilter("error", ZarrsampleWarning)``.
+    """
+
+    def __init__(self, *args: Any, hints: Sequence[Hint] = ()) -> None:
+        super().__init__(*args)
+        self.hints: tuple[Hint, ...] = tuple(hints)
 
 
 class ParameterTypeError(TypeError, ValueError):
