@@ -220,9 +220,11 @@ def test_bad_data_exits_1_with_one_line(data):
     one_error_line(cli("plan", root / "empty"), 1, r"^zarrsample: error: .*is not a zarr array or group")
     one_error_line(cli("info", root / "file.txt"), 1, r"^zarrsample: error: .*is a file, not a zarr")
     one_error_line(cli("plan", data["plain"], "--axes", "QYX"), 1, r"^zarrsample: error: axes='QYX' has unknown axis letters \['Q'\]")
-    one_error_line(cli("plan", data["plain"]), 1, r"^zarrsample: error: axes is required .* pass e\.g\. axes='ZYX'")
+    one_error_line(cli("plan", data["plain"]), 1,
+                   r"^zarrsample: error: axes is required .*shape \(3, 300, 200\).* pass e\.g\. --axes CYX$")
     one_error_line(cli("plan", data["slide"], "--level", "5"), 1, r"level=5 is out of range .* available levels are \[0, 1, 2\]")
-    one_error_line(cli("plan", data["group"]), 1, r"without OME-Zarr multiscales metadata; pass data_group=")
+    one_error_line(cli("plan", data["group"]), 1,
+                   r"without OME-Zarr multiscales metadata; pass e\.g\. --data-group a, the path of one of its arrays")
 
 
 def test_a_corrupt_mask_chunk_is_one_line(data, tmp_path):
@@ -235,6 +237,34 @@ def test_a_corrupt_mask_chunk_is_one_line(data, tmp_path):
                    r"of modality 'masks', image .*mask\.zarr \(array path ''\), for the sampling mask "
                    r"\(Y 0:64, X 0:64\): RuntimeError: Zstd decompression error")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_errors_suggest_options_of_the_command(data, tmp_path):
+    report = json.loads(cli("plan", data["group"], "--data-group", "a", "--axes", "YX", "--patch-size", "4",
+                            "--json").stdout)
+    assert report["images"][0]["shape"] == [10, 12] and report["patches"] == 6
+    one_error_line(cli("plan", data["slide"], "--spatial-axes", "C"), 1,
+                   r"^zarrsample: error: --spatial-axes C: patches are taken along spatial axes \(Z, Y, X\) of the "
+                   r"image, and .* has axes 'CYX': give --spatial-axes YX, or leave it out$")
+    one_error_line(cli("plan", data["slide"], "--patch-size", "2000"), 1,
+                   r"^zarrsample: error: the patch is larger than the image .*: 2000 > 1024 along Y, 2000 > 1024 "
+                   r"along X, so no patch fits and the plan is empty; --allow-incomplete keeps the patches")
+    assert json.loads(cli("plan", data["slide"], "--patch-size", "2000", "--allow-incomplete", "--json").stdout)[
+        "patches"] == 1
+    zarr.create_array(store=str(tmp_path / "cube.zarr"), shape=(3, 64, 64), chunks=(3, 64, 64), dtype="uint8")
+    one_error_line(cli("plan", data["slide"], "--mask", tmp_path / "cube.zarr"), 1,
+                   r"^zarrsample: error: --mask .*cube\.zarr: axes is required .* pass e\.g\. --mask-axes CYX$")
+
+
+def test_warnings_are_one_line_each(data, tmp_path):
+    mask = zarr.create_array(store=str(tmp_path / "mask.zarr"), shape=(77, 33), chunks=(77, 33), dtype="bool")
+    mask[...] = True
+    command = [sys.executable, "-m", "zarrsample_core", "plan", str(data["slide"]), "--mask", str(tmp_path / "mask.zarr")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**ENV, "PYTHONWARNINGS": ""})
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert re.match(r"zarrsample: warning: modality 'masks' \(.*mask\.zarr, \(77, 33\) along 'YX'\) does not have "
+                    r"the aspect ratio of the reference", line), line
 
 
 def test_bad_arguments_exit_2(data):
