@@ -118,7 +118,7 @@ def _plan_one(path: str, args: argparse.Namespace, sampler: PatchSampler) -> tup
     elif args.tissue:
         from ..inference._tissue import tissue_mask
 
-        mask = tissue_mask(image)
+        mask = tissue_mask(image, progress=not args.quiet)
     t2 = time.perf_counter()
     modalities: dict[str, Any] = {"images": image}
     if mask is not None:

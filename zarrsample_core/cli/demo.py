@@ -314,7 +314,7 @@ def run_demo(*, out: Path | None = None, size: int = 4096, quiet: bool = False, 
         image = open_image(paths["slide.ome.zarr"])
         labels = open_image(paths["slide.ome.zarr"], data_group="labels/tissue")
         t0 = time.perf_counter()
-        mask = tissue_mask(image)
+        mask = tissue_mask(image, progress=not quiet)
         say(f"tissue mask: {mask.shape[0]} x {mask.shape[1]} (1/{size // mask.shape[0]} scale), "
             f"{mask.read().mean():.1%} tissue, Otsu threshold, {time.perf_counter() - t0:.2f} s")
         coll = ImageCollection({"images": image, "labels": labels, "masks": mask}, spatial_axes="YX")
