@@ -46,6 +46,7 @@ def pairs_overlap(a, b, patch):
     return bool(np.all(np.abs(a - b) < patch))
 
 
+@pytest.mark.filterwarnings("ignore::zarrsample_core.ZarrsampleWarning")  # any mask shape, on purpose
 @given(cases())
 def test_bluenoise_guarantees(case):
     shape, patch = case["shape"], case["patch"]

@@ -110,10 +110,12 @@ def test_plan_counts_equal_the_library(data):
                              spatial_axes="YX")
     plain = ImageCollection({"images": open_image(data["plain"], axes="CYX")}, spatial_axes="YX")
     cases = [
-        (["--tissue", "--patch-size", "128"], tissue, PatchSampler(128, min_area=0.5, spatial_axes="YX")),
+        (["--tissue", "--patch-size", "128", "--min-area", "0.5"], tissue,
+         PatchSampler(128, min_area=0.5, spatial_axes="YX")),
         (["--tissue", "--sampler", "bluenoise", "--seed", "3", "--patch-size", "64", "--min-area", "0.9"],
          tissue, BlueNoisePatchSampler(64, seed=3, min_area=0.9, spatial_axes="YX")),
-        (["--mask", slide / "labels" / "tissue", "--patch-size", "100,60", "--stride", "50", "--pad", "4"],
+        (["--mask", slide / "labels" / "tissue", "--patch-size", "100,60", "--stride", "50", "--pad", "4",
+          "--min-area", "0.5"],
          labels, PatchSampler((100, 60), stride=50, pad=4, min_area=0.5, spatial_axes="YX")),
     ]
     for options, coll, sampler in cases:
@@ -137,6 +139,25 @@ def test_plan_counts_equal_the_library(data):
     assert re.search(r"time: open [\d.]+ ms, mask [\d.]+ ms, plan [\d.]+ ms", result.stdout)
 
 
+def test_plan_defaults_are_the_library_defaults(data):
+    """Without --min-area the command plans what PatchSampler(...) plans with its own default."""
+    slide = data["slide"]
+    image = open_image(slide)
+    for mask, coll in (
+        (["--tissue"], ImageCollection({"images": image, "masks": tissue_mask(image)}, spatial_axes="YX")),
+        (["--mask", slide / "labels" / "tissue"],
+         ImageCollection({"images": image, "masks": open_image(slide, data_group="labels/tissue")},
+                         spatial_axes="YX")),
+    ):
+        for options, sampler in ((["--patch-size", "96"], PatchSampler(96, spatial_axes="YX")),
+                                 (["--patch-size", "96", "--sampler", "bluenoise"],
+                                  BlueNoisePatchSampler(96, seed=0, spatial_axes="YX"))):
+            report = json.loads(cli("plan", slide, *mask, *options, "--json").stdout)
+            assert report["patches"] == len(sampler.plan(coll)), (mask, options)
+            assert report["sampler"] == repr(sampler)
+    assert "default 1: one pixel, as PatchSampler's min_area" in " ".join(cli("plan", "--help").stdout.split())
+
+
 def test_plan_many_images_sums_them(data):
     report = json.loads(cli("plan", data["slide"], data["slide"], "--tissue", "--json").stdout)
     assert len(report["images"]) == 2 and report["patches"] == 2 * report["images"][0]["patches"]
@@ -144,7 +165,7 @@ def test_plan_many_images_sums_them(data):
 
 def test_plan_preview_draws_patches_over_the_mask(data, tmp_path):
     out = tmp_path / "preview.png"
-    result = cli("plan", data["slide"], "--tissue", "--patch-size", "128", "--preview", out,
+    result = cli("plan", data["slide"], "--tissue", "--patch-size", "128", "--min-area", "0.5", "--preview", out,
                  "--preview-size", "300", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["preview"] == {"path": str(out), "width": 300, "height": 300}
@@ -199,9 +220,51 @@ def test_bad_data_exits_1_with_one_line(data):
     one_error_line(cli("plan", root / "empty"), 1, r"^zarrsample: error: .*is not a zarr array or group")
     one_error_line(cli("info", root / "file.txt"), 1, r"^zarrsample: error: .*is a file, not a zarr")
     one_error_line(cli("plan", data["plain"], "--axes", "QYX"), 1, r"^zarrsample: error: axes='QYX' has unknown axis letters \['Q'\]")
-    one_error_line(cli("plan", data["plain"]), 1, r"^zarrsample: error: axes is required .* pass e\.g\. axes='ZYX'")
+    one_error_line(cli("plan", data["plain"]), 1,
+                   r"^zarrsample: error: axes is required .*shape \(3, 300, 200\).* pass e\.g\. --axes CYX$")
     one_error_line(cli("plan", data["slide"], "--level", "5"), 1, r"level=5 is out of range .* available levels are \[0, 1, 2\]")
-    one_error_line(cli("plan", data["group"]), 1, r"without OME-Zarr multiscales metadata; pass data_group=")
+    one_error_line(cli("plan", data["group"]), 1,
+                   r"without OME-Zarr multiscales metadata; pass e\.g\. --data-group a, the path of one of its arrays")
+
+
+def test_a_corrupt_mask_chunk_is_one_line(data, tmp_path):
+    mask = zarr.create_array(store=str(tmp_path / "mask.zarr"), shape=(64, 64), chunks=(16, 16), dtype="uint8",
+                             zarr_format=2, compressors=Zstd(level=3))
+    mask[...] = 1
+    (tmp_path / "mask.zarr" / "1.2").write_bytes(b"\x13garbage" * 20)
+    result = cli("plan", data["slide"], "--mask", tmp_path / "mask.zarr", "--mask-axes", "YX")
+    one_error_line(result, 1, r"^zarrsample: error: could not read chunk \(1, 2\) \(key '1\.2' at .*mask\.zarr/1\.2\) "
+                   r"of modality 'masks', image .*mask\.zarr \(array path ''\), for the sampling mask "
+                   r"\(Y 0:64, X 0:64\): RuntimeError: Zstd decompression error")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_errors_suggest_options_of_the_command(data, tmp_path):
+    report = json.loads(cli("plan", data["group"], "--data-group", "a", "--axes", "YX", "--patch-size", "4",
+                            "--json").stdout)
+    assert report["images"][0]["shape"] == [10, 12] and report["patches"] == 6
+    one_error_line(cli("plan", data["slide"], "--spatial-axes", "C"), 1,
+                   r"^zarrsample: error: --spatial-axes C: patches are taken along spatial axes \(Z, Y, X\) of the "
+                   r"image, and .* has axes 'CYX': give --spatial-axes YX, or leave it out$")
+    one_error_line(cli("plan", data["slide"], "--patch-size", "2000"), 1,
+                   r"^zarrsample: error: the patch is larger than the image .*: 2000 > 1024 along Y, 2000 > 1024 "
+                   r"along X, so no patch fits and the plan is empty; --allow-incomplete keeps the patches")
+    assert json.loads(cli("plan", data["slide"], "--patch-size", "2000", "--allow-incomplete", "--json").stdout)[
+        "patches"] == 1
+    zarr.create_array(store=str(tmp_path / "cube.zarr"), shape=(3, 64, 64), chunks=(3, 64, 64), dtype="uint8")
+    one_error_line(cli("plan", data["slide"], "--mask", tmp_path / "cube.zarr"), 1,
+                   r"^zarrsample: error: --mask .*cube\.zarr: axes is required .* pass e\.g\. --mask-axes CYX$")
+
+
+def test_warnings_are_one_line_each(data, tmp_path):
+    mask = zarr.create_array(store=str(tmp_path / "mask.zarr"), shape=(77, 33), chunks=(77, 33), dtype="bool")
+    mask[...] = True
+    command = [sys.executable, "-m", "zarrsample_core", "plan", str(data["slide"]), "--mask", str(tmp_path / "mask.zarr")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**ENV, "PYTHONWARNINGS": ""})
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert re.match(r"zarrsample: warning: modality 'masks' \(.*mask\.zarr, \(77, 33\) along 'YX'\) does not have "
+                    r"the aspect ratio of the reference", line), line
 
 
 def test_bad_arguments_exit_2(data):
@@ -242,9 +305,11 @@ def test_demo_end_to_end(tmp_path):
         "slide", "tissue mask", "plan (grid, stride 224)", "plan (blue noise)",
         "epoch (PyTorch DataLoader, 2 workers)", "stitching", "peak memory", "preview"]
     grid = int(re.search(r"plan \(grid, stride 224\): +(\d+) patches", result.stdout).group(1))
-    epoch = re.search(r"\): (\d+) patches in [\d.]+ s, \d+ patches/s, [\d.]+ MB/s", lines[4])
+    epoch = re.search(r"\): (\d+) patches in [\d.]+ s, \d+ patches/s, [\d.]+ MB/s \(the loader alone, ", lines[4])
     assert grid > 0 and int(epoch.group(1)) == grid
-    assert float(re.search(r"max abs error (\S+)$", lines[5]).group(1)) < 1e-6
+    stitched = re.search(r": (\d+) patches stitched in [\d.]+ s, \d+ patches/s \(adds and writes, main process\); "
+                         r"the epoch again with stitching: [\d.]+ s; max abs error (\S+)$", lines[5])
+    assert int(stitched.group(1)) == grid and float(stitched.group(2)) < 1e-6
     assert re.search(r"peak memory: \d+ MB \(main process\), \d+ MB \(largest worker\)", lines[6])
     assert (out / "slide.ome.zarr" / "zarr.json").exists() and (out / "stitched.zarr").exists()
     assert PILImage.open(out / "preview.png").size == (1024, 1024)

@@ -211,8 +211,10 @@ def test_nothing_is_written_to_the_source(slide):
 
 def test_bad_arguments(slide):
     coll = make_collection(slide)
-    with pytest.raises(TypeError, match="collections must be"):
+    with pytest.raises(ValueError, match="collections is empty: a PatchDataset needs at least one ImageCollection"):
         PatchDataset([])
+    with pytest.raises(TypeError, match="collections must be"):
+        PatchDataset(["a"])
     with pytest.raises(TypeError, match="shuffle must be a bool"):
         PatchDataset(coll, shuffle="yes")
     with pytest.raises(ZarrsampleError, match="shuffle_window must be >= 1"):
@@ -238,3 +240,14 @@ def test_a_dataset_pickles_with_its_sampler_and_reads_the_same(slide):
     assert pickle.loads(pickle.dumps(sampler)).plan(ds.collections[0]).toplefts.tolist() == (
         ds.plans[0].toplefts.tolist()
     )
+
+
+def test_an_empty_dataset_is_a_value_error_as_in_zarrdataset():
+    """zarrdataset raises ValueError when nothing can be sampled; so does PatchDataset."""
+    image = open_image(np.zeros((64, 64), np.uint8), axes="YX")
+    empty = ImageCollection({"images": image, "masks": open_image(np.zeros((4, 4), bool), axes="YX")},
+                            spatial_axes="YX")
+    with pytest.raises(ValueError, match=r"the dataset is empty: no patch was planned in any of its 2 image\(s\)"):
+        PatchDataset([empty, empty], PatchSampler(16, spatial_axes="YX"))
+    full = ImageCollection({"images": image}, spatial_axes="YX")
+    assert len(PatchDataset([empty, full], PatchSampler(16, spatial_axes="YX"))) == 16

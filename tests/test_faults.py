@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,7 +17,7 @@ import pytest
 import zarr
 from conftest import flaky_server, read_only_tree, tree_snapshot
 
-from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+from zarrsample_core import BlueNoisePatchSampler, ImageCollection, PatchDataset, PatchSampler, open_image
 from zarrsample_core._errors import ZarrsampleError
 from zarrsample_core.reading._faults import (
     ChunkReadError,
@@ -103,6 +106,29 @@ def test_raise_names_image_path_chunk_and_window(corrupt, backend):
         f.write(good)
     patch = ds[it.position]
     assert patch["images"].tobytes() == data[16:24, 32:40].tobytes()
+
+
+@pytest.mark.parametrize("backend", ["zarr", "tensorstore"])
+@pytest.mark.parametrize("sampler", [PatchSampler(PATCH, spatial_axes="YX"),
+                                     BlueNoisePatchSampler(PATCH, seed=0, spatial_axes="YX")])
+def test_a_corrupt_mask_chunk_is_a_chunk_read_error_naming_the_mask(corrupt, backend, sampler):
+    path, _, chunk_file, _ = corrupt
+    image = open_image(np.zeros(SHAPE, np.uint8), axes="YX")
+    coll = ImageCollection({"images": image, "masks": open_image(path, axes="YX", backend=backend)},
+                           spatial_axes="YX")
+    key = os.path.relpath(chunk_file, path)
+    for plan in (sampler.plan, lambda c: PatchDataset(c, sampler)):
+        with pytest.raises(ChunkReadError) as info:
+            plan(coll)
+        message = str(info.value)
+        assert "\n" not in message
+        assert re.search(
+            rf"chunk \(1, 2\) \(key '{re.escape(key)}' at {re.escape(path)}/{re.escape(key)}\) of modality "
+            rf"'masks', image {re.escape(path)} \(array path ''\), for the sampling mask \(Y 0:64, X 0:64\)",
+            message,
+        ), message
+        assert (info.value.chunk_index, info.value.chunk_key, info.value.transient) == ((1, 2), key, False)
+        assert info.value.__cause__ is not None
 
 
 def test_error_in_a_prefetch_group_does_not_fail_its_neighbours(corrupt):
@@ -296,6 +322,60 @@ def test_a_stalled_server_times_out_as_a_transient_error(served, monkeypatch):
             ds[0]
         assert time.perf_counter() - start < 10  # not aiohttp's default five minutes
         assert info.value.transient and server.chunk_requests == 2
+
+
+_TS_STALL = """
+import json, sys, time
+from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+url = sys.argv[1]
+image = open_image(url, axes="YX", backend="tensorstore")
+out = {}
+start = time.perf_counter()
+try:
+    image.read((slice(0, 8), slice(0, 8)))
+except Exception as exc:
+    out["read"] = [type(exc).__name__, str(exc), time.perf_counter() - start]
+coll = ImageCollection({"images": image}, spatial_axes="YX")
+ds = PatchDataset(coll, PatchSampler(8, spatial_axes="YX"), on_error="retry", retries=1, backoff=0.001, read_threads=0)
+start = time.perf_counter()
+try:
+    ds[1]
+except Exception as exc:
+    out["dataset"] = [type(exc).__name__, str(exc), time.perf_counter() - start, exc.transient]
+sys.stdout.write(json.dumps(out) + "\\n")
+sys.stdout.flush()
+sys.stdin.readline()  # the server stops stalling
+out = {"after": ds[1]["images"].tolist()}
+sys.stdout.write(json.dumps(out) + "\\n")
+"""
+
+
+def test_a_stalled_server_times_out_with_tensorstore_too(served, monkeypatch):
+    """ZARRSAMPLE_HTTP_TIMEOUT bounds tensorstore reads as it bounds zarr's (in a process of its own:
+    tensorstore reads its low-speed limit once per process)."""
+    root, data = served
+    env = {**os.environ, "ZARRSAMPLE_HTTP_TIMEOUT": "1"}
+    env.pop("TENSORSTORE_CURL_LOW_SPEED_TIME_SECONDS", None)
+    with flaky_server(root, monkeypatch, fail_every=1, mode="stall") as (url, server):
+        env.update({k: v for k, v in os.environ.items() if k.lower() == "no_proxy"})
+        child = subprocess.Popen([sys.executable, "-c", _TS_STALL, f"{url}/s.zarr"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            failed = json.loads(child.stdout.readline() or "{}")
+            server.fail_every = 0
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            after = json.loads(child.stdout.readline() or "{}")
+        finally:
+            child.kill()
+            child.wait()
+    kind, message, seconds = failed["read"]
+    assert 0.9 < seconds < 3, seconds  # about the timeout, not as long as the server stalls (60 s)
+    assert "\n" not in message and f"{url}/s.zarr/c/0/0" in message and "DEADLINE_EXCEEDED" in message
+    kind, message, seconds, transient = failed["dataset"]
+    assert kind == "ChunkReadError" and transient and seconds < 5
+    assert re.search(rf"at {re.escape(url)}/s.zarr/c/0/0\).* after 2 attempts: ValueError: DEADLINE_EXCEEDED", message)
+    assert after["after"] == data[0:8, 8:16].tolist()  # the stalled transfers ended: the same chunk reads now
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -480,6 +481,10 @@ def test_source_errors():
         open_image([[1, 2]], axes="YX")
     with pytest.raises(ValueError, match=r"axes is required for a numpy array source.*ndim=2"):
         open_image(np.zeros((2, 3)))
+    for shape, likely in (((3, 64, 64), "CYX"), ((64, 64, 4), "YXC"), ((2, 40, 64, 64), "CZYX")):
+        with pytest.raises(ZarrsampleError, match=rf"shape {re.escape(str(shape))}\); pass e\.g\. axes='{likely}'$") as info:
+            open_image(np.zeros(shape, np.uint8))
+        assert info.value.hints == (("axes", likely),)  # what the command line spells --axes
     with pytest.raises(ValueError, match=r"axes='ZYX' has 3 letters but the array has 2"):
         open_image(np.zeros((2, 3)), axes="ZYX")
     with pytest.raises(ZarrsampleError, match=r"data_group='0' applies to zarr groups"):

@@ -20,6 +20,7 @@ def test_core_all_is_pinned_and_sorted():
         "PlanningError",
         "Stitcher",
         "ZarrsampleError",
+        "ZarrsampleWarning",
         "open_image",
         "plan_collections",
         "poisson_disk_positions",

@@ -218,6 +218,7 @@ def test_scaled_window_formula():
         assert scaled_window(start, start + size, n, m) == model_window(start, start + size, n, m)
 
 
+@pytest.mark.filterwarnings("ignore::zarrsample_core.ZarrsampleWarning")  # any mask shape, on purpose
 def test_every_patch_of_a_plan_has_the_same_shape_per_modality():
     image = open_image(np.zeros((3, 70, 49), np.uint8), axes="CYX")
     labels = open_image(np.zeros((30, 21), np.uint8), axes="YX")  # 3/7 of the image

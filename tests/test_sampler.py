@@ -41,6 +41,7 @@ def effective(shape, values, one):
     return tuple(one if n == 1 else v for n, v in zip(shape, values))
 
 
+@pytest.mark.filterwarnings("ignore::zarrsample_core.ZarrsampleWarning")  # any mask shape, on purpose
 @given(grid_cases())
 def test_plan_matches_naive_reference(case):
     shape, chunks, patch, stride, pad, min_area, incomplete, mask = case

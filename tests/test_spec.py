@@ -34,13 +34,14 @@ def image(shape, axes, dtype="uint8", seed=0):
     return open_image(data, axes=axes)
 
 
+@pytest.mark.filterwarnings("ignore::zarrsample_core.ZarrsampleWarning")  # any label shape, on purpose
 @given(
     height=st.integers(4, 40),
     width=st.integers(4, 40),
     label_height=st.integers(1, 60),
     label_width=st.integers(1, 60),
     channels=st.integers(1, 3),
-    patch=st.integers(1, 9),
+    patch=st.integers(1, 4),  # fits the smallest image: an empty dataset is an error
     pad=st.integers(0, 3),
     order=st.sampled_from([None, "YXC", "CZYX"]),
     dtype=st.sampled_from(["uint8", "uint16", "float32", "bool"]),

@@ -15,7 +15,7 @@ from contract import IterationContract, make_dataset, sample_key  # noqa: E402
 
 from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, ZarrsampleError, open_image  # noqa: E402
 from zarrsample_core.epochs._order import shard_length  # noqa: E402
-from zarrsample_tf import as_tf_dataset  # noqa: E402
+from zarrsample_tf import as_tf_dataset, output_signature  # noqa: E402
 
 
 def save_and_restore(it, fresh, tmp_path):
@@ -251,3 +251,18 @@ def test_the_pipeline_keeps_its_dataset_alive():
     tfds = as_tf_dataset(make_dataset())  # no other reference to the PatchDataset
     gc.collect()
     assert len(list(tfds)) == len(make_dataset())
+
+
+def test_output_signature_is_what_as_tf_dataset_gives_and_builds_a_pipeline_by_hand():
+    image = open_image(np.arange(3 * 40 * 24, dtype=np.uint16).reshape(3, 40, 24), axes="CYX")
+    labels = open_image(np.zeros((20, 12), np.uint8), axes="YX")
+    core = PatchDataset(ImageCollection({"images": image, "labels": labels}, spatial_axes="YX"),
+                        PatchSampler(8, spatial_axes="YX"), return_positions=True)
+    signature = output_signature(core)
+    assert signature == as_tf_dataset(core).element_spec
+    assert signature["images"] == tf.TensorSpec((3, 8, 8), tf.uint16)
+    assert signature["labels"] == tf.TensorSpec((4, 4), tf.uint8)
+    by_hand = tf.data.Dataset.from_generator(lambda: core.epoch(0), output_signature=signature)
+    assert [s["images"].numpy().tobytes() for s in by_hand] == [s["images"].tobytes() for s in core.epoch(0)]
+    with pytest.raises(TypeError, match="PatchDataset"):
+        output_signature("not a dataset")

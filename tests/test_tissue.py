@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import re
+import sys
+
 import numpy as np
 import pytest
 import zarr
@@ -272,3 +276,26 @@ def test_choose_level():
     assert choose_level(levels, "CYX", side=1000) == 2
     assert choose_level(levels, "CYX", side=1) == 3
     assert choose_level(levels, "CYX", side=5000) == 0
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_single_level_image_shows_a_progress_bar_on_a_terminal(monkeypatch, tmp_path):
+    """A plain array without a pyramid is read tile by tile to be block-averaged: a bar over the tiles."""
+    array = zarr.create_array(store=str(tmp_path / "plain.zarr"), shape=(3, 2048, 2048), chunks=(3, 256, 256),
+                              dtype="uint8")
+    array[...] = 200
+    array[:, 512:1536, 512:1536] = 60
+    image = open_image(tmp_path / "plain.zarr", axes="CYX")
+    monkeypatch.setattr(_thumbnail, "TILE_BYTES", 3 * 256 * 512)  # many tiles
+    fake = _Terminal()
+    monkeypatch.setattr(sys, "stderr", fake)
+    mask = tissue_mask(image, side=256)
+    assert re.search(r"tissue mask: .*/32 ", fake.getvalue()), fake.getvalue()  # tqdm drew a bar of 32 tiles
+    fake.truncate(0)
+    fake.seek(0)
+    again = tissue_mask(image, side=256, progress=False)
+    assert fake.getvalue() == "" and np.array_equal(mask.read(), again.read()) and mask.read().mean() == 0.25

@@ -8,7 +8,7 @@ ARCHITECTURE.md). This module only re-exports the public names.
 from __future__ import annotations
 
 from . import _moved
-from ._errors import ZarrsampleError
+from ._errors import ZarrsampleError, ZarrsampleWarning
 from ._version import package_version
 from .epochs import EpochIterator, PatchDataset, sample_spec
 from .inference import Stitcher, tissue_mask
@@ -40,6 +40,7 @@ __all__ = [
     "PlanningError",
     "Stitcher",
     "ZarrsampleError",
+    "ZarrsampleWarning",
     "open_image",
     "plan_collections",
     "poisson_disk_positions",

@@ -23,7 +23,7 @@ from zarrsample_core.epochs._epoch import ReadAhead
 from zarrsample_core.epochs._spec import sample_spec
 from zarrsample_core.epochs._state import check_state
 
-__all__ = ["as_tf_dataset"]
+__all__ = ["as_tf_dataset", "output_signature"]
 
 
 def _placement(rank: object, world_size: object, input_context: Any) -> tuple[int, int]:
@@ -60,6 +60,49 @@ def _signature(dataset: PatchDataset, output_signature: Mapping[str, Any] | None
                 f"output_signature[{key!r}] must be a tf.TensorSpec or a (shape, dtype) pair, got {value!r}"
             )
     return signature
+
+
+def output_signature(dataset: PatchDataset) -> dict[str, tf.TensorSpec]:
+    """The ``tf.TensorSpec`` of every sample key of ``dataset``, without reading pixels.
+
+    What :func:`as_tf_dataset` gives its elements, for pipelines built by
+    hand, e.g. ``tf.data.Dataset.from_generator(..., output_signature=...)``.
+
+    Parameters
+    ----------
+    dataset : PatchDataset
+        The core dataset whose samples are described.
+
+    Returns
+    -------
+    dict of str to tf.TensorSpec
+        One spec per sample key, in a sample's key order (see
+        :func:`~zarrsample_core.sample_spec`): static sizes where every patch
+        has them, None where patches differ.
+
+    Raises
+    ------
+    TypeError
+        ``dataset`` is not a ``PatchDataset``.
+    ZarrsampleError
+        ``dataset.transform`` is set (what it returns is unknown: write the
+        signature by hand), or the collections disagree on an entry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+    >>> image = open_image(np.arange(64, dtype=np.uint16).reshape(8, 8), axes="YX")
+    >>> core = PatchDataset(ImageCollection({"images": image}, spatial_axes="YX"),
+    ...                     PatchSampler(4, spatial_axes="YX"), return_positions=True)
+    >>> signature = output_signature(core)
+    >>> signature["images"], signature["position"]
+    (TensorSpec(shape=(4, 4), dtype=tf.uint16, name=None), TensorSpec(shape=(2, 2), dtype=tf.int64, name=None))
+    >>> ds = tf.data.Dataset.from_generator(lambda: core.epoch(0), output_signature=signature)
+    >>> len(list(ds))
+    4
+    """
+    return _signature(check_dataset(dataset), None)
 
 
 def _as_array(sample: Mapping[str, Any], key: str, spec: tf.TensorSpec) -> np.ndarray:

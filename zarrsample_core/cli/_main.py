@@ -13,13 +13,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._errors import ZarrsampleError
+from .._errors import ZarrsampleError, ZarrsampleWarning
 from .._progress import progress
 from .._version import package_version
 from ..planning._bluenoise_sampler import BlueNoisePatchSampler
@@ -29,6 +29,17 @@ from ..sources._image import Image
 from ..sources._io import open_image
 from ..sources._thumbnail import spatial_letters
 from ._describe import describe, format_info
+from ._options import (
+    MASK_FLAGS,
+    area,
+    for_cli,
+    json_object,
+    micrometres,
+    non_negative,
+    png_path,
+    positive,
+    sizes,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -55,75 +66,6 @@ DEMO_EXAMPLES = """examples:
 """
 
 
-# -- argument types ----------------------------------------------------------------------------
-
-
-def _sizes(minimum: int) -> Any:
-    def parse(text: str) -> int | tuple[int, ...]:
-        try:
-            values = tuple(int(v) for v in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an int or comma-separated ints (one per spatial axis), got {text!r}"
-            ) from None
-        if any(v < minimum for v in values):
-            raise argparse.ArgumentTypeError(f"every value must be >= {minimum}, got {text!r}")
-        return values[0] if len(values) == 1 else values
-
-    return parse
-
-
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: one int >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-_positive, _non_negative = _int_at_least(1), _int_at_least(0)
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({exc.msg})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"anon\": true}}', got {text!r}")
-    return value
-
-
-def _png_path(text: str) -> str:
-    if not text.lower().endswith(".png"):
-        raise argparse.ArgumentTypeError(f"previews are PNG files: give a path ending in .png, got {text!r}")
-    return text
-
-
-def _micrometres(text: str) -> float:
-    value = _area(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be a number of micrometres per pixel > 0, got {text!r}")
-    return value
-
-
-def _area(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
 # -- info --------------------------------------------------------------------------------------
 
 
@@ -143,15 +85,18 @@ def _url_options(path: str, options: dict[str, Any] | None) -> dict[str, Any] | 
 
 def _open_mask(path: str, spatial: str, axes: str | None, options: dict[str, Any] | None) -> Image:
     try:
-        return open_image(path, axes=axes, storage_options=_url_options(path, options))
-    except ZarrsampleError:
-        if axes is not None:
-            raise
-        try:  # a plain array without axis metadata: one axis per spatial axis
-            return open_image(path, axes=spatial, storage_options=_url_options(path, options))
+        try:
+            return open_image(path, axes=axes, storage_options=_url_options(path, options))
         except ZarrsampleError:
-            pass
-        raise
+            if axes is not None:
+                raise
+            try:  # a plain array without axis metadata: one axis per spatial axis
+                return open_image(path, axes=spatial, storage_options=_url_options(path, options))
+            except ZarrsampleError:
+                pass
+            raise
+    except ZarrsampleError as exc:  # its axes are --mask-axes
+        raise ZarrsampleError(f"--mask {path}: {for_cli(str(exc), exc.hints, MASK_FLAGS)}") from exc
 
 
 def _image_options(args: argparse.Namespace, path: str) -> dict[str, Any]:
@@ -159,7 +104,7 @@ def _image_options(args: argparse.Namespace, path: str) -> dict[str, Any]:
     if args.level is not None and args.resolution is not None:
         raise ZarrsampleError(f"give --level or --resolution, not both (got {args.level} and {args.resolution})")
     return {"axes": args.axes, "level": args.level, "resolution": args.resolution, "series": args.series,
-            "storage_options": _url_options(path, args.storage_options)}
+            "data_group": args.data_group, "storage_options": _url_options(path, args.storage_options)}
 
 
 def _plan_one(path: str, args: argparse.Namespace, sampler: PatchSampler) -> tuple[dict[str, Any], Any]:
@@ -173,13 +118,18 @@ def _plan_one(path: str, args: argparse.Namespace, sampler: PatchSampler) -> tup
     elif args.tissue:
         from ..inference._tissue import tissue_mask
 
-        mask = tissue_mask(image)
+        mask = tissue_mask(image, progress=not args.quiet)
     t2 = time.perf_counter()
     modalities: dict[str, Any] = {"images": image}
     if mask is not None:
         modalities["masks"] = mask
     coll = ImageCollection(modalities, spatial_axes=spatial)
-    plan = sampler.plan(coll)
+    with warnings.catch_warnings():  # no patch fits: an error here, with the option that helps
+        warnings.filterwarnings("error", "the patch is larger than the image", ZarrsampleWarning)
+        try:
+            plan = sampler.plan(coll)
+        except ZarrsampleWarning as exc:
+            raise ZarrsampleError(str(exc), hints=exc.hints) from None
     t3 = time.perf_counter()
     _, per_tile = np.unique(plan.chunk_ids, return_counts=True)
     result = {
@@ -198,14 +148,18 @@ def _plan_one(path: str, args: argparse.Namespace, sampler: PatchSampler) -> tup
 def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.preview and len(args.paths) > 1:
         parser.error(f"--preview needs a single PATH, got {len(args.paths)}")
-    spatial = args.spatial_axes
-    if spatial is None:
-        first = open_image(args.paths[0], **_image_options(args, args.paths[0]))
-        spatial = spatial_letters(first.axes)
-        if not spatial:
-            raise ZarrsampleError(
-                f"{args.paths[0]} has axes {first.axes!r} and no spatial axis (Z, Y or X) to take patches along"
-            )
+    first = open_image(args.paths[0], **_image_options(args, args.paths[0]))
+    usual = spatial_letters(first.axes)
+    if not usual:
+        raise ZarrsampleError(
+            f"{args.paths[0]} has axes {first.axes!r} and no spatial axis (Z, Y or X) to take patches along"
+        )
+    spatial = usual if args.spatial_axes is None else args.spatial_axes.upper()
+    if any(a not in "ZYX" for a in spatial) or not any(a in first.axes for a in spatial):
+        raise ZarrsampleError(
+            f"--spatial-axes {args.spatial_axes}: patches are taken along spatial axes (Z, Y, X) of the "
+            f"image, and {args.paths[0]} has axes {first.axes!r}: give --spatial-axes {usual}, or leave it out"
+        )
     options = dict(stride=args.stride, pad=args.pad, min_area=args.min_area, spatial_axes=spatial,
                    allow_incomplete_patches=args.allow_incomplete)
     sampler = (
@@ -283,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=raw)
     info.add_argument("path", help="local path or http(s) URL of a zarr array or group, or a TIFF/SVS file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
-    info.add_argument("--storage-options", type=_json_object, metavar="JSON",
+    info.add_argument("--storage-options", type=json_object, metavar="JSON",
                       help='fsspec options for a URL, e.g. \'{"anon": true}\' for a public s3:// bucket')
 
     plan = sub.add_parser("plan", help="plan patches and report their counts (and draw them)",
@@ -291,29 +245,32 @@ def build_parser() -> argparse.ArgumentParser:
                           "BlueNoisePatchSampler and report counts per chunk tile and timings.",
                           epilog=PLAN_EXAMPLES, formatter_class=raw)
     plan.add_argument("paths", nargs="+", metavar="PATH", help="image path(s) or URL(s)")
-    plan.add_argument("--level", type=_non_negative, help="pyramid level (OME-Zarr or TIFF; default 0)")
-    plan.add_argument("--resolution", type=_micrometres,
+    plan.add_argument("--level", type=non_negative, help="pyramid level (OME-Zarr or TIFF; default 0)")
+    plan.add_argument("--resolution", type=micrometres,
                       help="pick the pyramid level at this pixel size, in micrometres per pixel")
-    plan.add_argument("--series", type=_non_negative, help="series of a TIFF file with several (default 0)")
+    plan.add_argument("--series", type=non_negative, help="series of a TIFF file with several (default 0)")
     plan.add_argument("--axes", help="axes of the image, e.g. CYX, when its metadata has none")
-    plan.add_argument("--storage-options", type=_json_object, metavar="JSON",
+    plan.add_argument("--data-group", metavar="PATH",
+                      help="the array to read inside a zarr group without OME-Zarr metadata, e.g. raw/0")
+    plan.add_argument("--storage-options", type=json_object, metavar="JSON",
                       help='fsspec options for URLs, e.g. \'{"anon": true}\' for a public s3:// bucket')
     plan.add_argument("--spatial-axes", help="axes patches are taken along (default: Z, Y, X of the image)")
-    plan.add_argument("--patch-size", type=_sizes(1), default=256,
+    plan.add_argument("--patch-size", type=sizes(1), default=256,
                       help="patch size: an int or one per spatial axis, e.g. 256,128 (default 256)")
-    plan.add_argument("--stride", type=_sizes(1), help="grid step (default: the patch size)")
-    plan.add_argument("--pad", type=_sizes(0), help="context pixels around each patch (default 0)")
+    plan.add_argument("--stride", type=sizes(1), help="grid step (default: the patch size)")
+    plan.add_argument("--pad", type=sizes(0), help="context pixels around each patch (default 0)")
     plan.add_argument("--sampler", choices=["grid", "bluenoise"], default="grid", help="default grid")
-    plan.add_argument("--seed", type=_non_negative, default=0, help="blue-noise seed (default 0)")
+    plan.add_argument("--seed", type=non_negative, default=0, help="blue-noise seed (default 0)")
     masks = plan.add_mutually_exclusive_group()
     masks.add_argument("--mask", metavar="PATH", help="a sampling mask image at any scale")
     masks.add_argument("--tissue", action="store_true", help="compute a tissue mask (Otsu) from a low level")
     plan.add_argument("--mask-axes", help="axes of the --mask array when its metadata has none")
-    plan.add_argument("--min-area", type=_area, default=0.5,
-                      help="mask coverage needed: a fraction in [0, 1) or a pixel count (default 0.5)")
+    plan.add_argument("--min-area", type=area, default=1,
+                      help="mask coverage needed: a fraction in [0, 1) of the patch area, or a count "
+                      ">= 1 of image pixels (default 1: one pixel, as PatchSampler's min_area)")
     plan.add_argument("--allow-incomplete", action="store_true", help="keep patches crossing the border")
-    plan.add_argument("--preview", metavar="PNG", type=_png_path, help="write a PNG of the image, mask and patches")
-    plan.add_argument("--preview-size", type=_positive, default=1024,
+    plan.add_argument("--preview", metavar="PNG", type=png_path, help="write a PNG of the image, mask and patches")
+    plan.add_argument("--preview-size", type=positive, default=1024,
                       help="longest side of the preview, pixels (default 1024)")
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -324,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "stitch an identity model's output and write a preview PNG.",
                           epilog=DEMO_EXAMPLES, formatter_class=raw)
     demo.add_argument("--out", type=Path, help="directory to keep the outputs in (default: a temporary one)")
-    demo.add_argument("--size", type=_positive, default=4096, help="slide side in pixels (default 4096)")
+    demo.add_argument("--size", type=positive, default=4096, help="slide side in pixels (default 4096)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -332,7 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
-    return str(exc) or type(exc).__name__
+    return for_cli(str(exc) or type(exc).__name__, getattr(exc, "hints", ()))
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """zarrsample's warnings as one ``zarrsample: warning: ...`` line, in the command's own spelling."""
+    if isinstance(message, ZarrsampleWarning):
+        print(f"{PROG}: warning: {for_cli(str(message), message.hints)}", file=sys.stderr)
+    else:
+        _default_show(message, category, *args, **kwargs)
+
+
+_default_show = warnings.showwarning
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,11 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or argparse's own errors
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        if args.command == "info":
-            return _run_info(args)
-        if args.command == "plan":
-            return _run_plan(args, parser)
-        return _run_demo(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if args.command == "info":
+                return _run_info(args)
+            if args.command == "plan":
+                return _run_plan(args, parser)
+            return _run_demo(args)
     except SystemExit as exc:  # parser.error from a command
         return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:

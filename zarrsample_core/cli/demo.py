@@ -4,8 +4,9 @@ On generated data, end to end: writes a synthetic whole-slide image as an
 OME-Zarr v0.5 (zarr v3) pyramid with a ``labels`` image, computes its tissue
 mask, plans patches with both samplers, runs one epoch through the PyTorch
 adapter (a DataLoader with two workers; the core's own iterator when torch
-is missing), stitches the output of an identity model back into a zarr
-array, checks it against the slide, and writes a preview PNG.
+is missing) alone, then again stitching the output of an identity model back
+into a zarr array (the loader's and the stitching's rates are reported
+apart), checks it against the slide, and writes a preview PNG.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..sources._collection import ImageCollection
 from ..sources._image import Image
 from ..sources._io import open_image
 
-__all__ = ["run_demo", "stitch_epoch", "write_synthetic_slide"]
+__all__ = ["load_epoch", "run_demo", "stitch_epoch", "write_synthetic_slide"]
 
 #: Pyramid levels of the synthetic slide (each half the size of the previous).
 LEVELS = 3
@@ -173,8 +174,11 @@ def stitch_epoch(
         batch), ``seconds`` (the epoch and the stitching, from the
         first batch requested to the last chunk written), ``startup`` (until
         the first batch arrived: worker start-up), ``bytes`` (image and
-        label bytes delivered), ``loader`` (what delivered them) and
-        ``output`` (the stitched zarr array, float32 in ``[0, 1]``).
+        label bytes delivered), ``loader`` (what delivered them),
+        ``stitching`` (seconds spent in the model, :meth:`Stitcher.add` and
+        :meth:`Stitcher.finalize`), ``stitched_per_s`` (patches over those
+        seconds) and ``output`` (the stitched zarr array, float32 in
+        ``[0, 1]``).
     """
     from ..inference._stitch import Stitcher
 
@@ -188,21 +192,53 @@ def stitch_epoch(
     windows = dataset.plans[0].windows()
     with Stitcher(out, shape=shape, chunks=(shape[0], CHUNK, CHUNK), dtype="float32", blend="mean",
                   positions=windows) as stitcher:
+        stitching = 0.0
         for batch in progress(batches, total=total, desc="epoch", unit="batch", quiet=quiet):
             images = batch["images"]
             if not patches:  # rates count what came after the first batch
                 startup, first_patches, first_bytes = (
                     time.perf_counter() - start, len(images), images.nbytes + batch["labels"].nbytes)
             delivered += images.nbytes + batch["labels"].nbytes
+            t0 = time.perf_counter()
             prediction = images.astype(np.float32) / 255  # the identity "model" on normalised input
             stitcher.add(prediction, batch["position"])
+            stitching += time.perf_counter() - t0
             patches += len(images)
+        t0 = time.perf_counter()
         output = stitcher.finalize()
+        stitching += time.perf_counter() - t0
     seconds = time.perf_counter() - start
     steady = max(seconds - startup, 1e-9)
     return {"patches": patches, "seconds": seconds, "startup": startup, "bytes": delivered,
             "patches_per_s": (patches - first_patches) / steady,
-            "mb_per_s": (delivered - first_bytes) / 2**20 / steady, "loader": loader, "output": output}
+            "mb_per_s": (delivered - first_bytes) / 2**20 / steady, "loader": loader, "output": output,
+            "stitching": stitching, "stitched_per_s": patches / max(stitching, 1e-9)}
+
+
+def load_epoch(dataset: PatchDataset, *, quiet: bool = True) -> dict[str, Any]:
+    """One epoch of ``dataset`` through the loader alone (nothing done with the batches).
+
+    Returns
+    -------
+    dict
+        ``patches``, ``seconds``, ``startup``, ``bytes``, ``patches_per_s``,
+        ``mb_per_s`` and ``loader`` as :func:`stitch_epoch` gives them.
+    """
+    batches, loader = _batches(dataset)
+    total = -(-len(dataset) // BATCH)
+    start, patches, delivered = time.perf_counter(), 0, 0
+    startup, first_patches, first_bytes = 0.0, 0, 0
+    for batch in progress(batches, total=total, desc="epoch", unit="batch", quiet=quiet):
+        size = sum(v.nbytes for k, v in batch.items() if k in ("images", "labels"))
+        if not patches:
+            startup, first_patches, first_bytes = time.perf_counter() - start, len(batch["images"]), size
+        delivered += size
+        patches += len(batch["images"])
+    seconds = time.perf_counter() - start
+    steady = max(seconds - startup, 1e-9)
+    return {"patches": patches, "seconds": seconds, "startup": startup, "bytes": delivered,
+            "patches_per_s": (patches - first_patches) / steady,
+            "mb_per_s": (delivered - first_bytes) / 2**20 / steady, "loader": loader}
 
 
 def _covered_error(output: Any, image: Image, plan: PatchPlan) -> float:
@@ -278,7 +314,7 @@ def run_demo(*, out: Path | None = None, size: int = 4096, quiet: bool = False, 
         image = open_image(paths["slide.ome.zarr"])
         labels = open_image(paths["slide.ome.zarr"], data_group="labels/tissue")
         t0 = time.perf_counter()
-        mask = tissue_mask(image)
+        mask = tissue_mask(image, progress=not quiet)
         say(f"tissue mask: {mask.shape[0]} x {mask.shape[1]} (1/{size // mask.shape[0]} scale), "
             f"{mask.read().mean():.1%} tissue, Otsu threshold, {time.perf_counter() - t0:.2f} s")
         coll = ImageCollection({"images": image, "labels": labels, "masks": mask}, spatial_axes="YX")
@@ -298,13 +334,16 @@ def run_demo(*, out: Path | None = None, size: int = 4096, quiet: bool = False, 
 
         dataset = PatchDataset(coll, samplers[f"grid, stride {STRIDE}"], shuffle=True, seed=0, draw_same_chunk=True,
                                return_positions=True)
+        alone = load_epoch(dataset, quiet=quiet)
+        say(f"epoch ({alone['loader']}): {alone['patches']} patches in {alone['seconds']:.2f} s, "
+            f"{alone['patches_per_s']:.0f} patches/s, {alone['mb_per_s']:.1f} MB/s (the loader alone, after "
+            f"the first batch: {alone['startup']:.2f} s of worker start-up)")
         run = stitch_epoch(dataset, paths["stitched.zarr"], shape=image.shape, quiet=quiet)
-        say(f"epoch ({run['loader']}): {run['patches']} patches in {run['seconds']:.2f} s, "
-            f"{run['patches_per_s']:.0f} patches/s, {run['mb_per_s']:.1f} MB/s (with stitching, after "
-            f"the first batch: {run['startup']:.2f} s of worker start-up)")
         error = _covered_error(run["output"], image, grid)
         say(f"stitching: identity model, blend 'mean', stride {STRIDE} (overlap {PATCH - STRIDE} px) -> "
-            f"{paths['stitched.zarr']}, max abs error {error:.2g}")
+            f"{paths['stitched.zarr']}: {run['patches']} patches stitched in {run['stitching']:.2f} s, "
+            f"{run['stitched_per_s']:.0f} patches/s (adds and writes, main process); the epoch again with "
+            f"stitching: {run['seconds']:.2f} s; max abs error {error:.2g}")
 
         from ._preview import write_preview
 

@@ -105,6 +105,9 @@ class PatchDataset:
     ------
     TypeError, ZarrsampleError
         Bad parameter types or values; the message names the parameter.
+    ZarrsampleError
+        ``collections`` is empty, or no patch was planned in any of them
+        (a ``ValueError``, as zarrdataset raises for an empty dataset).
 
     Notes
     -----
@@ -165,10 +168,10 @@ class PatchDataset:
     ) -> None:
         if isinstance(collections, ImageCollection):
             collections = [collections]
-        if not isinstance(collections, Sequence) or not all(
-            isinstance(c, ImageCollection) for c in collections
-        ) or not collections:
+        if not isinstance(collections, Sequence) or not all(isinstance(c, ImageCollection) for c in collections):
             raise TypeError("collections must be an ImageCollection or a non-empty sequence of them")
+        if not collections:
+            raise ZarrsampleError("collections is empty: a PatchDataset needs at least one ImageCollection")
         for name, flag in (("shuffle", shuffle), ("draw_same_chunk", draw_same_chunk),
                            ("return_positions", return_positions)):
             if not isinstance(flag, bool):
@@ -200,6 +203,12 @@ class PatchDataset:
         ]
         self.plans = self._make_plans(plans)
         sizes = np.array([len(p) for p in self.plans], np.int64)
+        if not sizes.any():
+            raise ZarrsampleError(
+                f"the dataset is empty: no patch was planned in any of its {len(sizes)} image(s) (the first is "
+                f"{self.collections[0].reference.name}, with {self.sampler!r}); check the mask, min_area, and "
+                "patch_size against the image shape"
+            )
         self._offsets = np.concatenate([[0], np.cumsum(sizes)])
         # Consecutive runs of one chunk, over all images: the unit of locality.
         runs = [np.diff(np.flatnonzero(np.diff(p.chunk_ids, prepend=-1, append=-1))) for p in self.plans]

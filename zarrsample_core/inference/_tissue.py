@@ -195,6 +195,7 @@ def tissue_mask(
     min_size: int = 16,
     fill_holes: bool = True,
     side: int = 1024,
+    progress: bool = True,
 ) -> Image:
     """Boolean tissue mask of a slide, from a low-resolution level.
 
@@ -220,6 +221,10 @@ def tissue_mask(
         ``2 * side - 1`` (a plain array without a pyramid, or an explicit
         ``level``) is block-averaged by the integer factor
         ``longest // side`` before thresholding.
+    progress : bool
+        Show a progress bar while a level is read tile by tile to be
+        block-averaged (an image without a pyramid), when stderr is a
+        terminal and tqdm is installed.
 
     Returns
     -------
@@ -265,9 +270,11 @@ def tissue_mask(
         if isinstance(threshold, bool) or not isinstance(threshold, Real) or not isfinite(threshold):
             raise TypeError(f"threshold must be a finite number or None, got {threshold!r}")
     min_size = check_int(min_size, "min_size")
-    fill_holes = check_bool(fill_holes, "fill_holes")
     factor = reduce_factor(source.shape, source.axes, side=side)
-    grey, spatial = grey_levels(read_reduced(source, factor), source.axes)
+    fill_holes = check_bool(fill_holes, "fill_holes")
+    progress = check_bool(progress, "progress")
+    pixels = read_reduced(source, factor, progress="tissue mask" if progress else None)
+    grey, spatial = grey_levels(pixels, source.axes)
     cut = otsu_threshold(grey) if threshold is None else float(threshold)
     mask = clean_mask(grey < cut, min_size=min_size, fill_holes=fill_holes)
     return open_image(mask, axes=spatial)

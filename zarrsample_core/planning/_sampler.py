@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._errors import ZarrsampleError
+from .._errors import Hint, ZarrsampleError, ZarrsampleWarning, spelled
 from ..sources._axes import check_axes, per_axis
 from ..sources._collection import BlockReader, ImageCollection
 from ._budget import check_max_bytes, check_plan_budget
@@ -67,13 +68,19 @@ class PatchSampler:
     min_area : float
         In [0, 1): the fraction of the full patch area the mask must cover;
         ``>= 1``: the number of image pixels it must cover. ``0`` makes every
-        grid position samplable.
+        grid position samplable. The default 1 keeps every patch that the
+        mask touches by at least one image pixel (``zarrsample plan
+        --min-area`` has the same default). A mask pixel covers its
+        footprint where it is non-zero, whatever its dtype (see
+        :class:`ImageCollection`).
     spatial_axes : str
         Axes patches are taken along; axes absent from (or of size 1 in) an
         image get patch size 1, stride 1 and pad 0.
     allow_incomplete_patches : bool
         Also yield border patches that stick out of the image (every grid
-        position that starts inside the image).
+        position that starts inside the image). Without it, a patch larger
+        than the image on some axis gives an empty plan, with a
+        :class:`~zarrsample_core.ZarrsampleWarning` that says so.
     max_plan_bytes : int or None
         Memory budget of :meth:`plan` (default 2 GiB): a grid whose plan
         would need more is refused before anything is allocated, with the
@@ -228,6 +235,8 @@ class PatchSampler:
         if cached is not None and cached[0]() is collection and cached[1] == key:
             return cached[2]
         geo = self.geometry(collection)
+        if not self.allow_incomplete_patches:
+            _warn_if_no_patch_fits(collection, geo, self.spatial_axes)
         counts = grid_counts(geo.shape, geo.patch, geo.stride, incomplete=self.allow_incomplete_patches)
         check_plan_budget(
             counts.tolist(), masked=collection.mask is not None, max_bytes=self.max_plan_bytes,
@@ -324,6 +333,28 @@ class PatchSampler:
         chunk_id = _exact_tile(plan, chunk_tlbr)
         rows = plan.patches_in_chunk(chunk_id) if chunk_id is not None else plan.rows_in_box(chunk_tlbr)
         return plan.patch_slices(rows)
+
+
+def _warn_if_no_patch_fits(collection: ImageCollection, geo: Geometry, axes: str) -> None:
+    """Warn that the plan is empty because the patch is larger than the image on some axis."""
+    larger = [(a, int(p), int(n)) for a, p, n in zip(axes, geo.patch, geo.shape) if p > n]
+    if not larger:
+        return
+    reference = collection.reference
+    odd = [a for a, _, _ in larger if a not in "ZYX"]
+    usual = "".join(a for a in reference.axes if a in "ZYX")
+    hints: list[Hint] = [("allow_incomplete_patches", True)]
+    note = ""
+    if odd and usual:
+        verb = "is" if len(odd) == 1 else "are"
+        note = f"; {' and '.join(odd)} {verb} not a spatial axis: {spelled('spatial_axes', usual)}?"
+        hints.append(("spatial_axes", usual))
+    sizes = ", ".join(f"{p} > {n} along {a}" for a, p, n in larger)
+    warnings.warn(ZarrsampleWarning(
+        f"the patch is larger than the image {reference.name} (axes {reference.axes!r}): {sizes}, so no "
+        f"patch fits and the plan is empty; {spelled('allow_incomplete_patches', True)} keeps the patches "
+        f"that cross the border (padded){note}", hints=hints,
+    ), stacklevel=3)
 
 
 def _exact_tile(plan: PatchPlan, box: Mapping[str, slice]) -> int | None:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Literal, TypeVar
@@ -25,41 +24,18 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from .._checks import check_int
-from .._errors import ZarrsampleError
+from .._errors import ChunkReadError, ZarrsampleError, is_transient
+from ..sources._chunk_errors import array_path, chunk_key, chunk_read_error
 
-__all__ = ["ChunkReadError", "OnError", "RetryPolicy", "SkipLog", "check_on_error", "is_transient"]
+__all__ = [
+    "ChunkReadError", "OnError", "RetryPolicy", "SkipLog", "array_path", "check_on_error", "chunk_key",
+    "chunk_read_error", "is_transient",
+]
 
 OnError = Literal["raise", "skip", "retry"]
 ON_ERROR = ("raise", "skip", "retry")
 logger = logging.getLogger("zarrsample")
 T = TypeVar("T")
-
-#: tensorstore status prefixes of errors worth retrying (its HTTP kvstore
-#: reports 5xx, 429, resets and truncated bodies as UNAVAILABLE).
-_TS_TRANSIENT = ("UNAVAILABLE:", "DEADLINE_EXCEEDED:", "ABORTED:", "RESOURCE_EXHAUSTED:")
-_HTTP_RETRY = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class ChunkReadError(ZarrsampleError):
-    """A storage chunk could not be read or decoded.
-
-    The message names the modality, the image (source and array path), the
-    chunk's grid index and storage key (its URL for remote sources), the
-    patch window and, after retries, how many attempts were made; the
-    original exception is chained as ``__cause__``. Attributes: ``image``,
-    ``array_path``, ``chunk_index``, ``chunk_key``, ``window``,
-    ``attempts``, ``transient``.
-    """
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.image: str | None = details.get("image")
-        self.array_path: str | None = details.get("array_path")
-        self.chunk_index: tuple[int, ...] | None = details.get("chunk_index")
-        self.chunk_key: str | None = details.get("chunk_key")
-        self.window: Any = details.get("window")
-        self.attempts: int = details.get("attempts", 1)
-        self.transient: bool = details.get("transient", False)
 
 
 class _Exhausted(Exception):
@@ -75,44 +51,6 @@ def check_on_error(value: object) -> str:
     if not isinstance(value, str) or value not in ON_ERROR:
         raise ZarrsampleError(f"on_error must be one of {list(ON_ERROR)}, got {value!r}")
     return value
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception it was raised from) is worth retrying.
-
-    Transient: ``ConnectionError`` (reset, refused, aborted, broken pipe),
-    ``TimeoutError`` (``asyncio.TimeoutError`` included), aiohttp's
-    connection and payload errors (dropped connection, truncated body) and
-    HTTP responses 408, 425, 429, 500, 502, 503, 504; tensorstore errors
-    with status ``UNAVAILABLE``, ``DEADLINE_EXCEEDED``, ``ABORTED`` or
-    ``RESOURCE_EXHAUSTED``. Everything else (decode errors, corrupt or
-    truncated chunk files, missing permissions, ``ZarrsampleError``) is not.
-
-    Examples
-    --------
-    >>> is_transient(ConnectionResetError()), is_transient(RuntimeError("Zstd decompression error"))
-    (True, False)
-    >>> is_transient(ValueError("UNAVAILABLE: Error reading http://h/a/c/0: [HTTP code 503]"))
-    True
-    """
-    aiohttp = sys.modules.get("aiohttp")  # only errors it raised matter, so never import it
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ZarrsampleError):
-            return False
-        if isinstance(current, (ConnectionError, TimeoutError)):
-            return True
-        if aiohttp is not None:
-            if isinstance(current, aiohttp.ClientResponseError):
-                return current.status in _HTTP_RETRY
-            if isinstance(current, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
-                return True
-        if type(current) is ValueError and str(current).startswith(_TS_TRANSIENT):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 @dataclass(frozen=True)
@@ -187,61 +125,6 @@ class RetryPolicy:
 
 
 # --------------------------------------------------------------------------- messages
-
-
-def chunk_key(image: Any, index: Sequence[int]) -> str | None:
-    """The storage key of the chunk (or shard) holding inner chunk ``index``, if known."""
-    try:
-        handle = image._array()
-        meta = handle.metadata.to_dict() if hasattr(handle, "metadata") else handle.spec().to_json()["metadata"]
-        if meta.get("zarr_format") == 2 or "chunks" in meta:
-            outer, sep, prefix = meta["chunks"], meta.get("dimension_separator") or ".", None
-        else:
-            outer = meta["chunk_grid"]["configuration"]["chunk_shape"]
-            encoding = meta.get("chunk_key_encoding") or {"name": "default"}
-            default = encoding.get("name") == "default"
-            sep = (encoding.get("configuration") or {}).get("separator", "/" if default else ".")
-            prefix = "c" if default else None
-        coords = [str(int(i) * int(c) // int(o)) for i, c, o in zip(index, image.chunks, outer)]
-        parts = ([prefix] if prefix else []) + (coords or ([] if prefix else ["0"]))
-        return str(sep).join(parts)
-    except Exception:  # noqa: BLE001 - a message must not fail while being written
-        return None
-
-
-def array_path(image: Any) -> str | None:
-    """Path of the array inside its zarr store, if known."""
-    spec = getattr(image, "_spec", None)
-    if spec is not None and spec[0] == "zarr":
-        return str(spec[3])
-    if spec is not None and spec[0] == "tiff":  # a TIFF level has no path inside a store
-        return None
-    if spec is not None and len(spec) > 2:
-        return str(spec[2])
-    return getattr(getattr(image, "_cache", {}).get("handle"), "path", None)
-
-
-def chunk_read_error(
-    modality: str, image: Any, index: tuple[int, ...], window: tuple[tuple[int, ...], tuple[int, ...]],
-    spatial_axes: str, error: BaseException, attempts: int,
-) -> ChunkReadError:
-    """The :class:`ChunkReadError` of one failed chunk (one line)."""
-    key = chunk_key(image, index)
-    path = array_path(image)
-    name = str(getattr(image, "name", image))
-    where = f" at {name.rstrip('/')}/{key}" if key is not None else ""
-    transient = is_transient(error)
-    tries = f" after {attempts} attempts" if attempts > 1 else ""
-    text = " ".join(f"{type(error).__name__}: {error}".split())
-    message = (
-        f"could not read chunk {tuple(index)} (key {key!r}{where}) of modality {modality!r}, image "
-        f"{name} (array path {path!r}), for the patch window start={list(window[0])} "
-        f"stop={list(window[1])} along {spatial_axes!r}{tries}: {text}"
-    )
-    return ChunkReadError(
-        message, image=name, array_path=path, chunk_index=tuple(index), chunk_key=key,
-        window=window, attempts=attempts, transient=transient,
-    )
 
 
 # --------------------------------------------------------------------------- skipping

@@ -7,10 +7,48 @@ from numbers import Integral
 
 from .._errors import ParameterTypeError, ZarrsampleError
 
-__all__ = ["KNOWN_AXES", "check_axes", "per_axis"]
+__all__ = ["KNOWN_AXES", "check_axes", "guess_axes", "per_axis"]
 
 #: Axis letters zarrsample understands (OME-Zarr's time, channel, z, y, x).
 KNOWN_AXES = "TCZYX"
+
+
+#: A dimension this long or shorter is taken for channels by :func:`guess_axes`.
+MAX_CHANNELS = 4
+
+
+def guess_axes(shape: Sequence[int]) -> str:
+    """A likely axes string for an array of ``shape``, for error messages that suggest one.
+
+    The last two dimensions are ``YX``; a short dimension (``<= 4``) first,
+    or last after two long ones (interleaved RGB), is ``C``; the others are
+    ``Z``, then ``T``, in OME-Zarr's ``TCZYX`` order. Only a suggestion:
+    the metadata, or the user, knows.
+
+    Examples
+    --------
+    >>> [guess_axes(s) for s in [(3, 8192, 8192), (8192, 8192, 3), (40, 512, 512), (2, 40, 512, 512)]]
+    ['CYX', 'YXC', 'ZYX', 'CZYX']
+    >>> [guess_axes(s) for s in [(512,), (10, 3, 40, 512, 512), (10, 40, 512, 512)]]
+    ['X', 'TCZYX', 'TZYX']
+    """
+    shape = tuple(int(n) for n in shape)
+    ndim = len(shape)
+    if ndim <= 2:
+        return "YX"[-ndim:] if ndim else ""
+    if ndim == 3 and shape[-1] <= MAX_CHANNELS < min(shape[:2]):
+        return "YXC"
+    lead = shape[:-2]
+    if len(lead) >= 3:
+        return KNOWN_AXES[-ndim:]
+    channel = next((i for i, n in enumerate(lead) if n <= MAX_CHANNELS), None)
+    letters = list("TZ"[-len(lead):]) if channel is None else [""] * len(lead)
+    if channel is not None:
+        letters[channel] = "C"
+        others = [i for i in range(len(lead)) if i != channel]
+        for i, letter in zip(others, "TZ"[-len(others):] if others else ""):
+            letters[i] = letter
+    return "".join(letters) + "YX"
 
 
 def check_axes(axes: object, ndim: int | None = None, *, name: str = "axes") -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
-from .._errors import ZarrsampleError
+from .._errors import ChunkReadError, ZarrsampleError
 from ._axes import check_axes
+from ._chunk_errors import chunk_read_error, failed_chunk
+from ._collection_checks import MASK_KEY, check_aspect, check_mask_values, check_modality_names, stored_extent
 from ._placement import AxisMap, axis_map, axis_placement
 
 __all__ = ["BlockReader", "ImageCollection", "ImageLike"]
@@ -18,9 +20,6 @@ __all__ = ["BlockReader", "ImageCollection", "ImageLike"]
 #: Reads mask rows ``[lo, hi)`` along the first spatial axis, all of every other
 #: spatial axis, as an array with one dimension per spatial axis.
 BlockReader = Callable[[int, int], np.ndarray]
-
-#: The modality that restricts where patches are sampled.
-MASK_KEY = "masks"
 
 
 class ImageLike(Protocol):
@@ -58,8 +57,10 @@ class ImageCollection:
     modalities : mapping of str to Image
         Modality name to :class:`Image` (see :func:`open_image`). The first key
         is the reference (usually ``"images"``): patch positions are in its
-        pixels. The key ``"masks"``, if present, is the sampling mask; other
-        keys (``"labels"``, ...) are read alongside.
+        pixels. The key ``"masks"``, if present, is the sampling mask: a mask
+        pixel covers its footprint where it is non-zero, whatever the dtype
+        (a float 0.3 covers as fully as 1: threshold probability maps
+        first). Other keys (``"labels"``, ...) are read alongside.
     spatial_axes : str
         The axes patches are taken along (default ``"ZYX"``). Axes missing
         from a modality count as size 1.
@@ -71,6 +72,17 @@ class ImageCollection:
     ZarrsampleError
         A modality has a spatial axis that the reference lacks, or the mask
         has a non-spatial axis longer than 1.
+
+    Warns
+    -----
+    ZarrsampleWarning
+        No key is ``"masks"`` but one looks meant to be (``"mask"``,
+        ``"tissue_mask"``, ``"msks"``: zarrdataset takes the first key
+        containing ``"mask"``); a modality has another aspect ratio than the
+        reference (e.g. a 77 x 33 mask on a 3000 x 2000 image, or a
+        transposed one: no single downsampling factor gives its shape, and
+        no placement metadata says so); a float mask holds values other than
+        0 and 1 (when planning reads it).
 
     Notes
     -----
@@ -136,6 +148,12 @@ class ImageCollection:
                     f"the mask must have size 1 on non-spatial axes, got {wide} "
                     f"(mask axes {mask.axes!r}, spatial_axes {self.spatial_axes!r})"
                 )
+        check_modality_names(list(self._modalities))
+        reference_extent = self.spatial_shape
+        for key, image in self._modalities.items():
+            if key != self.reference_name:
+                check_aspect(key, self.reference, image, self.spatial_axes, reference_extent,
+                             self.spatial_extent(key))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_maps", {})  # pickled before window maps existed
@@ -240,7 +258,7 @@ class ImageCollection:
         maps, reasons = [], []
         extents = zip(axes, self.spatial_extent(self.reference_name, axes), self.spatial_extent(name, axes))
         for axis, n, m in extents:
-            stored = (_stored_extent(reference, axis, n), _stored_extent(image, axis, m))
+            stored = (stored_extent(reference, axis, n), stored_extent(image, axis, m))
             amap, why = axis_map(axis_placement(reference, axis), axis_placement(image, axis), n, m, stored)
             maps.append(amap)
             if why is not None:
@@ -259,7 +277,10 @@ class ImageCollection:
 
         Returns mask rows ``[lo, hi)`` along the first spatial axis and all of
         the others, as an array with one dimension per spatial axis (size 1
-        for axes the mask lacks); non-spatial axes (size 1) are dropped.
+        for axes the mask lacks); non-spatial axes (size 1) are dropped. A
+        read that fails (a corrupt or missing chunk, a server error) raises a
+        :class:`~zarrsample_core.ChunkReadError` naming the mask and the
+        first chunk of the strip that fails.
         """
         mask = self.mask
         if mask is None:
@@ -271,12 +292,23 @@ class ImageCollection:
         expand = [i for i, a in enumerate(axes) if a not in present]
         drop = tuple(i for i, a in enumerate(mask.axes) if a not in axes)
 
+        name = cast(str, self.mask_name)
+        values_checked = False
+
         def read_block(lo: int, hi: int) -> np.ndarray:
+            nonlocal values_checked
             selection = tuple(
                 slice(lo, hi) if a == first else (slice(None) if a in axes else slice(0, 1))
                 for a in mask.axes
             )
-            block = np.asarray(mask.read(selection))
+            try:
+                block = np.asarray(mask.read(selection))
+            except ZarrsampleError:
+                raise
+            except Exception as exc:
+                raise _mask_error(name, mask, selection, axes, exc) from exc
+            if not values_checked:
+                values_checked = check_mask_values(name, mask, block)
             block = block.reshape([s for i, s in enumerate(block.shape) if i not in drop])
             block = np.transpose(block, order)
             return np.expand_dims(block, expand) if expand else block
@@ -284,9 +316,15 @@ class ImageCollection:
         return read_block
 
 
-def _stored_extent(image: ImageLike, axis: str, extent: int) -> int:
-    """The extent of the whole stored array on ``axis`` (before a region of interest)."""
-    levels, level = getattr(image, "levels", None), getattr(image, "level", 0)
-    if axis not in image.axes or not levels:
-        return extent
-    return int(levels[level][image.axes.index(axis)])
+def _mask_error(
+    name: str, mask: ImageLike, selection: tuple[slice, ...], axes: str, error: BaseException
+) -> ChunkReadError:
+    """The one-line error of a failed mask read: the first bad chunk when it can be found."""
+    found = failed_chunk(mask, selection)
+    first = tuple((o + (s.start or 0)) // c for s, c, o in zip(selection, mask.chunks, mask.origin))
+    index, cause = found if found is not None else (first, error)
+    rows = ", ".join(
+        f"{a} {s.start or 0}:{mask.shape[i] if s.stop is None else s.stop}"
+        for i, (a, s) in enumerate(zip(mask.axes, selection)) if a in axes
+    )
+    return chunk_read_error(name, mask, index, None, axes, cause, 1, purpose=f"the sampling mask ({rows})")

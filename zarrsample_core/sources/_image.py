@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,9 @@ from ._placement import Placement, micrometres
 from ._roi import selection_bounds
 from ._shards import ShardedChunks, sharded_chunks
 
-__all__ = ["HTTP_TIMEOUT", "HTTP_TIMEOUT_ENV", "Image", "http_timeout", "spec_store", "url_store"]
+__all__ = [
+    "HTTP_TIMEOUT", "HTTP_TIMEOUT_ENV", "TS_LOW_SPEED_ENV", "Image", "http_timeout", "spec_store", "url_store",
+]
 
 # (pid, tensorstore.Context) of the process that first read with tensorstore:
 # shared thread pools, and the marker that a fork()ed child must not use it.
@@ -211,7 +215,8 @@ class Image:
         index = tuple(slice(o + a, o + b) for o, a, b in zip(self.origin, start, stop))
         array = self._array()
         if self.backend == "tensorstore":
-            return np.asarray(array[index].read().result(), dtype=self.dtype)
+            deadline = _ts_deadline(self._spec)
+            return np.asarray(_ts_result(array[index].read(), deadline, self.name), dtype=self.dtype)
         if self.backend == "numpy":
             return np.array(array[index], dtype=self.dtype, copy=True)
         direct = self._chunk_files()
@@ -277,11 +282,12 @@ class Image:
         array = self._array()
         results: list[Any]
         if self.backend == "tensorstore":
+            deadline = _ts_deadline(self._spec)
             futures = [array[index].read() for index in indices]
             results = []
             for future in futures:
                 try:
-                    results.append(future.result())
+                    results.append(_ts_result(future, deadline, self.name))
                 except Exception as exc:  # noqa: BLE001 - returned to the caller
                     results.append(exc)
         elif hasattr(array, "read_many"):  # a TIFF page read tile by tile
@@ -350,7 +356,11 @@ def _native(dtype: Any) -> np.dtype:
 
 
 #: Seconds an HTTP(S) request may wait to connect or for more data before it
-#: fails (as a transient error: ``on_error="retry"`` retries it).
+#: fails (as a transient error: ``on_error="retry"`` retries it). With
+#: ``backend="tensorstore"`` it becomes tensorstore's low-speed limit (see
+#: :data:`TS_LOW_SPEED_ENV`; unless already set in the environment) when
+#: the process first reads over HTTP with tensorstore, and a read is given
+#: up after twice the timeout.
 HTTP_TIMEOUT_ENV = "ZARRSAMPLE_HTTP_TIMEOUT"
 HTTP_TIMEOUT = 60.0
 
@@ -367,6 +377,41 @@ def http_timeout() -> float:
     if not value > 0:
         raise ZarrsampleError(f"${HTTP_TIMEOUT_ENV} must be a number of seconds > 0, got {text!r}")
     return value
+
+
+#: tensorstore's (libcurl's) low-speed limit: a transfer below ``LIMIT`` bytes/s for
+#: ``TIME`` seconds fails with ``DEADLINE_EXCEEDED``. Read once per process, when
+#: tensorstore first speaks HTTP.
+TS_LOW_SPEED_ENV = ("TENSORSTORE_CURL_LOW_SPEED_TIME_SECONDS", "TENSORSTORE_CURL_LOW_SPEED_LIMIT_BYTES")
+
+
+def _is_http(spec: tuple[Any, ...] | None) -> bool:
+    return spec is not None and spec[0] == "tensorstore" and spec[1].get("kvstore", {}).get("driver") == "http"
+
+
+def _ts_deadline(spec: tuple[Any, ...] | None) -> float | None:
+    """When a tensorstore read begun now is given up: twice :func:`http_timeout` from now for http(s)."""
+    return time.monotonic() + 2 * http_timeout() if _is_http(spec) else None
+
+
+def _ts_result(future: Any, deadline: float | None, name: str) -> Any:
+    """A tensorstore future's result, or a ``TimeoutError`` naming ``name`` once ``deadline`` passed.
+
+    The stalled transfers themselves end by tensorstore's low-speed limit
+    (:data:`TS_LOW_SPEED_ENV`, set from :func:`http_timeout`); the deadline
+    is the backstop for what that limit does not cover (a connection that
+    never opens, a limit set otherwise before zarrsample's first read). The
+    future is cancelled when given up.
+    """
+    if deadline is None:
+        return future.result()
+    try:
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        future.cancel()
+        raise TimeoutError(
+            f"{name}: no answer within {2 * http_timeout():g} s (twice ${HTTP_TIMEOUT_ENV}, backend='tensorstore')"
+        ) from None
 
 
 def url_store(url: str, storage_options: dict[str, Any] | None = None) -> FsspecStore:
@@ -414,11 +459,14 @@ def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
             "DataLoader(multiprocessing_context='spawn')), do not read with tensorstore before "
             "forking, or use backend='zarr'"
         )
+    if _is_http(spec):  # before tensorstore's first HTTP request in this process, which reads them
+        os.environ.setdefault(TS_LOW_SPEED_ENV[0], str(max(1, math.ceil(http_timeout()))))
+        os.environ.setdefault(TS_LOW_SPEED_ENV[1], "1")
     if _ts_context is None:
         # No retries inside tensorstore: a failing server errors at once (instead of
         # tensorstore's minutes of backoff) and PatchReader's `retries` apply to both backends.
         _ts_context = (os.getpid(), ts.Context({"http_request_retries": {"max_retries": 0}}))
     try:
-        return ts.open(spec[1], read=True, open=True, context=_ts_context[1]).result()
+        return _ts_result(ts.open(spec[1], read=True, open=True, context=_ts_context[1]), _ts_deadline(spec), name)
     except ValueError as exc:
         raise ZarrsampleError(f"tensorstore could not open {name}: {exc}") from exc

@@ -19,8 +19,8 @@ import zarr
 from zarr.errors import NodeNotFoundError
 from zarr.storage import FsspecStore, LocalStore
 
-from .._errors import ZarrsampleError
-from ._axes import KNOWN_AXES
+from .._errors import ZarrsampleError, spelled
+from ._axes import guess_axes
 from ._image import Image, _native, url_store
 from ._ome import join_path, resolve_axes, resolve_node
 from ._placement import open_at_resolution
@@ -324,9 +324,10 @@ def _open_numpy(
             f"level={level} is out of range for a {name}: available levels: [0]"
         )
     if axes is None:
+        likely = guess_axes(source.shape)
         raise ZarrsampleError(
-            f"axes is required for a numpy array source: it has ndim={source.ndim}; "
-            f"pass e.g. axes={KNOWN_AXES[-source.ndim:]!r}"
+            f"axes is required for a numpy array source: it has ndim={source.ndim} (shape "
+            f"{tuple(source.shape)}); pass e.g. {spelled('axes', likely)}", hints=[("axes", likely)],
         )
     axes = resolve_axes(axes, None, "", source.shape, name)
     start, stop = parse_roi(roi, source.shape, axes)

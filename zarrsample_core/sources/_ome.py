@@ -16,8 +16,8 @@ from typing import Any
 
 import zarr
 
-from .._errors import ZarrsampleError
-from ._axes import KNOWN_AXES, check_axes
+from .._errors import ZarrsampleError, spelled
+from ._axes import KNOWN_AXES, check_axes, guess_axes
 from ._ome_transforms import multiscale_placement, system_axes, transform
 from ._placement import Placement
 from ._validate import check_multiscale
@@ -211,18 +211,19 @@ def join_path(label: str, path: str) -> str:
     return f"{label.rstrip('/')}/{path}" if path else label
 
 
-def _listing(group: zarr.Group, prefix: str) -> str:
-    """'arrays [...] and groups [...]' under ``group``, for error messages."""
+def _listing(group: zarr.Group, prefix: str) -> tuple[str, str | None]:
+    """'arrays [...] and groups [...]' under ``group``, and its first array's path, for error messages."""
     try:
         members = sorted(group.members(max_depth=None), key=lambda m: m[0])
     except Exception as exc:  # noqa: BLE001 - only the message depends on listing
-        return f"its members could not be listed ({type(exc).__name__}: {exc})"
-    found = {}
+        return f"its members could not be listed ({type(exc).__name__}: {exc})", None
+    found, first = {}, None
     for kind, cls in (("arrays", zarr.Array), ("groups", zarr.Group)):
         paths = [join_path(prefix, p) for p, node in members if isinstance(node, cls)]
         more = f" and {len(paths) - _MAX_LISTED} more" if len(paths) > _MAX_LISTED else ""
         found[kind] = f"{paths[:_MAX_LISTED]}{more}"
-    return f"it holds arrays {found['arrays']} and groups {found['groups']}"
+        first = paths[0] if kind == "arrays" and paths else first
+    return f"it holds arrays {found['arrays']} and groups {found['groups']}", first
 
 
 Resolved = tuple[zarr.Array, int, tuple[tuple[int, ...], ...], Any, str, "tuple[Placement, ...] | None"]
@@ -277,7 +278,7 @@ def resolve_node(
             target = node[data_group]
         except KeyError:
             raise KeyError(
-                f"data_group={data_group!r} does not exist in {where}; {_listing(node, '')}"
+                f"data_group={data_group!r} does not exist in {where}; {_listing(node, '')[0]}"
             ) from None
         except ValueError as exc:  # zarr refuses '.'/'..' segments and the like
             raise ZarrsampleError(
@@ -308,9 +309,11 @@ def resolve_node(
     multiscale = read_multiscale(node.attrs.asdict(), where=where)
     if multiscale is None:
         what = f"data_group={data_group!r} is" if data_group else f"{where} is"
+        listing, first = _listing(node, data_group or "")
+        suggestion = f"pass e.g. {spelled('data_group', first)}, " if first is not None else "pass data_group="
         raise ZarrsampleError(
-            f"{what} a zarr group without OME-Zarr multiscales metadata; pass data_group= "
-            f"the path of one of its arrays: {_listing(node, data_group or '')}"
+            f"{what} a zarr group without OME-Zarr multiscales metadata; {suggestion}the path of one of its "
+            f"arrays: {listing}", hints=[] if first is None else [("data_group", first)],
         )
     index = 0 if level is None else int(level)
     if not 0 <= index < len(multiscale.paths):
@@ -392,9 +395,10 @@ def resolve_axes(
             f"; the {names_where} are {list(names)}, not {ndim} distinct letters "
             f"from {KNOWN_AXES}"
         )
+    likely = guess_axes(shape)
     raise ZarrsampleError(
         f"axes is required for {name}: it has ndim={ndim} (shape {shape}) and no usable axis "
-        f"metadata{unusable}; pass e.g. axes={KNOWN_AXES[-ndim:]!r}"
+        f"metadata{unusable}; pass e.g. {spelled('axes', likely)}", hints=[("axes", likely)],
     )
 
 

@@ -17,6 +17,7 @@ import zarr
 
 from .._checks import check_int
 from .._errors import ZarrsampleError
+from .._progress import progress as progress_bar
 from ._image import Image
 from ._io import open_image
 from ._ome import join_path
@@ -162,7 +163,7 @@ def _parent_group(image: Image) -> Any:
     return zarr.open_group(store=array.store, path=array.path.rpartition("/")[0], mode="r")
 
 
-def read_reduced(image: Image, factor: int) -> np.ndarray:
+def read_reduced(image: Image, factor: int, *, progress: str | None = None) -> np.ndarray:
     """Read ``image`` block-averaged by ``factor`` along ``Y`` and ``X``.
 
     Parameters
@@ -172,6 +173,9 @@ def read_reduced(image: Image, factor: int) -> np.ndarray:
     factor : int
         Block side, >= 1. Blocks at the far border may be partial; their
         mean is over the pixels they hold.
+    progress : str, optional
+        Show a progress bar over the tiles with this description (on a
+        terminal, with tqdm installed; see :func:`zarrsample_core._progress.progress`).
 
     Returns
     -------
@@ -204,7 +208,9 @@ def read_reduced(image: Image, factor: int) -> np.ndarray:
     tile_bytes = int(np.prod([steps[k] for k in reduced])) * other * image.dtype.itemsize
     steps[reduced[-1]] *= max(1, TILE_BYTES // max(1, tile_bytes))
     starts = [range(0, image.shape[k], steps[k]) for k in reduced]
-    for corner in np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, len(reduced)):
+    corners = np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, len(reduced))
+    for corner in progress_bar(corners, total=len(corners), desc=progress or "", unit="tile",
+                               quiet=progress is None or len(corners) < 2):
         selection = [slice(None)] * image.ndim
         target = [slice(None)] * image.ndim
         for k, start in zip(reduced, corner.tolist()):

@@ -116,10 +116,11 @@ def tiff_axes(tiff_letters: str, axes: Any, name: str) -> str:
             )
         return letters
     if "?" in derived:
+        likely = derived.replace("?", "Z", 1).replace("?", "T")
         raise ZarrsampleError(
             f"axes is required for {name}: tifffile gives axes {tiff_letters!r}, whose "
             f"{sorted({t for t, d in zip(tiff_letters, derived) if d == '?'})} have no T/C/Z/Y/X "
-            f"meaning; pass e.g. axes={derived.replace('?', 'Z', 1).replace('?', 'T')!r}"
+            f"meaning; pass e.g. axes={likely!r}", hints=[("axes", likely)],
         )
     return derived
 
