@@ -14,12 +14,9 @@ from zarr.storage import FsspecStore, LocalStore
 from .._errors import ZarrsampleError
 from ._placement import Placement, micrometres
 from ._roi import selection_bounds
+from ._tensorstore import open_tensorstore
 
 __all__ = ["HTTP_TIMEOUT", "HTTP_TIMEOUT_ENV", "Image", "http_timeout", "spec_store", "url_store"]
-
-# (pid, tensorstore.Context) of the process that first read with tensorstore:
-# shared thread pools, and the marker that a fork()ed child must not use it.
-_ts_context: tuple[int, Any] | None = None
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -314,22 +311,4 @@ def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
         return open_tiff_level(path, series, level)
     if spec[0] == "zarr":
         return zarr.open_array(store=spec_store(spec), path=spec[3], mode="r", zarr_format=spec[4])
-    import tensorstore as ts
-
-    global _ts_context
-    if _ts_context is not None and _ts_context[0] != os.getpid():
-        raise ZarrsampleError(
-            f"cannot read {name} with backend='tensorstore' in process {os.getpid()}: it was "
-            f"fork()ed after process {_ts_context[0]} used tensorstore, and tensorstore aborts "
-            "after fork(). Start workers with the 'spawn' or 'forkserver' method (e.g. torch "
-            "DataLoader(multiprocessing_context='spawn')), do not read with tensorstore before "
-            "forking, or use backend='zarr'"
-        )
-    if _ts_context is None:
-        # No retries inside tensorstore: a failing server errors at once (instead of
-        # tensorstore's minutes of backoff) and PatchReader's `retries` apply to both backends.
-        _ts_context = (os.getpid(), ts.Context({"http_request_retries": {"max_retries": 0}}))
-    try:
-        return ts.open(spec[1], read=True, open=True, context=_ts_context[1]).result()
-    except ValueError as exc:
-        raise ZarrsampleError(f"tensorstore could not open {name}: {exc}") from exc
+    return open_tensorstore(spec, name)

@@ -25,6 +25,7 @@ from ._image import Image, _native, url_store
 from ._ome import join_path, resolve_axes, resolve_node
 from ._placement import open_at_resolution
 from ._roi import parse_roi
+from ._tensorstore import check_tensorstore_options, tensorstore_spec
 from ._tiff import is_tiff_file, tiff_store_source
 from ._tiff_image import open_tiff
 from ._validate import check_array_metadata, metadata_error
@@ -80,7 +81,10 @@ def open_image(
         relative to it.
     backend : {"zarr", "tensorstore"}
         Library used for reading. ``"tensorstore"`` needs the array on a
-        local path or http(s) URL; TIFF files read with ``"zarr"`` only
+        local path or an http(s), ``s3://`` or ``gs://`` URL (its metadata
+        is read with zarr through fsspec, its pixels with tensorstore;
+        ``storage_options`` are translated, see :mod:`._tensorstore`);
+        TIFF files read with ``"zarr"`` only
         (tifffile decodes their tiles, see :mod:`._tiff`). numpy sources
         accept either and always read with numpy (``Image.backend == "numpy"``).
     series : int, optional
@@ -96,7 +100,13 @@ def open_image(
         ``http(s)://``, ...), e.g. ``{"anon": True}`` or ``{"key": ...,
         "secret": ..., "client_kwargs": {"endpoint_url": ...}}``. They travel
         with the image, so every process (a forked worker included) opens
-        its own store with them. Only for URLs read with ``backend="zarr"``.
+        its own store with them. With ``backend="tensorstore"`` they are
+        translated to tensorstore's kvstore spec (``anon``, ``key``,
+        ``secret``, ``token``, ``profile``, ``endpoint_url``,
+        ``region_name``, ``requester_pays`` for ``s3://``); an option
+        without a tensorstore counterpart is a ``ZarrsampleError`` naming it.
+        Without options, credentials come from the environment as each
+        library finds them (``AWS_ACCESS_KEY_ID``, ``~/.aws``, ...).
 
     Returns
     -------
@@ -213,17 +223,9 @@ def open_image(
     location = _location(array)
     fmt = array.metadata.zarr_format
     if backend == "tensorstore":
-        if location is None or (location[0] == "url" and not location[1].startswith(("http://", "https://"))):
-            where = type(array.store).__name__ if location is None else location[1].split("://")[0] + ":// URL"
-            raise ZarrsampleError(
-                f"backend='tensorstore' needs an array on a local path or an http(s) URL, but "
-                f"{name} is in a {where}; use backend='zarr'"
-            )
         # Opened on first read: tensorstore must not start its threads in a
         # process that will fork() its workers (see Image Notes).
-        spec: tuple[Any, ...] | None = (
-            "tensorstore", _tensorstore_json(location[0], location[1], array.path, fmt), array.path
-        )
+        spec: tuple[Any, ...] | None = tensorstore_spec(location, array.path, fmt, name, type(array.store).__name__)
         cache: dict[str, Any] = {}
     else:
         # Re-opened from its location in every other process, however it was given.
@@ -265,10 +267,8 @@ def _check_storage_options(options: Any, source: Any, backend: str) -> dict[str,
         raise ZarrsampleError(
             f"storage_options apply to URLs (s3://, gs://, http(s)://, ...), but the source is {given}"
         )
-    if backend != "zarr":
-        raise ZarrsampleError(
-            f"storage_options are fsspec's and apply to backend='zarr', got backend={backend!r}"
-        )
+    if backend == "tensorstore":
+        check_tensorstore_options(text, dict(options))
     return dict(options)
 
 
@@ -278,14 +278,12 @@ def _open_path(source: str | os.PathLike[str], storage_options: dict[str, Any] |
     if text.startswith("file://"):
         text = text[len("file://") :]
     if "://" in text:
+        store: Any = None
         try:
-            store: Any = url_store(text.rstrip("/"), storage_options)
+            store = url_store(text.rstrip("/"), storage_options)
             return zarr.open(store=store, mode="r")
         except NodeNotFoundError:
-            raise FileNotFoundError(
-                f"source {text!r}: no zarr array or group found at this URL "
-                "(no zarr.json, .zarray or .zgroup)"
-            ) from None
+            raise FileNotFoundError(f"source {text!r}: {_nothing_at(store, text)}") from None
         except FileNotFoundError as exc:  # a missing bucket
             raise FileNotFoundError(f"source {text!r}: {_one_line(exc)}") from None
         except (ValueError, TypeError) as exc:  # unknown codec or dtype, bad shape or chunks
@@ -379,6 +377,21 @@ def _tiff_source(source: Any) -> tuple[str, int, int | None] | None:
     return tiff_store_source(source)
 
 
+def _nothing_at(store: FsspecStore, url: str) -> str:
+    """Why a URL holds no zarr node: its bucket does not exist, or no metadata file is there."""
+    bucket = url.split("://", 1)[1].split("/", 1)[0]
+    if not url.startswith(("http://", "https://")):
+        from zarr.core.sync import sync
+
+        try:  # one more request, on the error path only
+            sync(store.fs._info(bucket))
+        except FileNotFoundError:
+            return f"bucket {bucket!r} does not exist"
+        except Exception:  # noqa: BLE001 - e.g. no permission to look at the bucket itself
+            pass
+    return "no zarr array or group found at this URL (no zarr.json, .zarray or .zgroup)"
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
@@ -402,12 +415,3 @@ def _location(array: zarr.Array) -> tuple[str, str, dict[str, Any] | None] | Non
         if protocols and "://" not in str(store.path):  # s3, gs, az, ...: the filesystem's own options
             return "url", f"{protocols[0]}://{str(store.path).strip('/')}", options or None
     return None
-
-
-def _tensorstore_json(kind: str, root: str, path: str, zarr_format: int) -> dict[str, Any]:
-    driver = "zarr3" if zarr_format == 3 else "zarr"
-    if kind == "file":
-        kvstore = {"driver": "file", "path": os.path.join(root, path).rstrip("/") + "/"}
-    else:
-        kvstore = {"driver": "http", "base_url": join_path(root, path)}
-    return {"driver": driver, "kvstore": kvstore}
