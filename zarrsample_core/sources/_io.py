@@ -286,6 +286,11 @@ def _open_path(source: str | os.PathLike[str], storage_options: dict[str, Any] |
             raise FileNotFoundError(f"source {text!r}: {_nothing_at(store, text)}") from None
         except FileNotFoundError as exc:  # a missing bucket
             raise FileNotFoundError(f"source {text!r}: {_one_line(exc)}") from None
+        except PermissionError as exc:  # refused keys, or anonymous on a private bucket
+            raise ZarrsampleError(
+                f"cannot open {text!r}: access denied ({_one_line(exc)}); check the credentials: "
+                "storage_options (key and secret, anon, profile) or the AWS_* environment variables"
+            ) from None
         except (ValueError, TypeError) as exc:  # unknown codec or dtype, bad shape or chunks
             raise metadata_error(repr(text), exc) from exc
         except Exception as exc:  # noqa: BLE001 - credentials, endpoint (botocore, aiohttp), missing package
