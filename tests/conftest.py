@@ -238,11 +238,10 @@ def s3_auth_server():
 
 def enable_moto_auth(endpoint):
     """Make moto check the signature and IAM policy of every later request (its server-mode switch)."""
-    import urllib.request
+    import requests
 
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST")
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        assert answer.status == 200
+    answer = requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=30)
+    assert answer.status_code == 200, answer.text
 
 
 _SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
