@@ -120,33 +120,59 @@ def test_wrong_keys_are_refused_in_one_line(private, backend, wrong):
     assert bad["secret"] not in one_line(info, url)
 
 
-_ENVIRONMENT = """
+_READ_IN_A_NEW_PROCESS = """
 import json, sys
 import numpy as np
 from zarrsample_core import open_image
-url, endpoint, backend = sys.argv[1:]
-options = {"client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+url, options, backend = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 image = open_image(url, axes="YX", storage_options=options, backend=backend)
 print(int(image.read().astype(np.int64).sum()))
 """
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_keys_from_the_environment(private, backend, monkeypatch):
-    endpoint, url, options = private
-    env = {"AWS_ACCESS_KEY_ID": options["reader"]["key"], "AWS_SECRET_ACCESS_KEY": options["reader"]["secret"]}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    done = subprocess.run([sys.executable, "-c", _ENVIRONMENT, url, endpoint, backend],
+def read_in_a_new_process(url, options, backend):
+    """The pixel sum a new Python process reads (its environment is this one's)."""
+    return subprocess.run([sys.executable, "-c", _READ_IN_A_NEW_PROCESS, url, json.dumps(options), backend],
                           capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def clean_aws_environment(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    return monkeypatch
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keys_from_the_environment(private, backend, clean_aws_environment):
+    endpoint, url, options = private
+    clean_aws_environment.setenv("AWS_ACCESS_KEY_ID", options["reader"]["key"])
+    clean_aws_environment.setenv("AWS_SECRET_ACCESS_KEY", options["reader"]["secret"])
+    where = {"client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}  # no keys given
+    done = read_in_a_new_process(url, where, backend)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == int(DATA.astype(np.int64).sum())
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")  # and the environment's keys are checked
-    refused = subprocess.run([sys.executable, "-c", _ENVIRONMENT, url, endpoint, backend],
-                             capture_output=True, text=True, timeout=120)
+    clean_aws_environment.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")  # and the environment's keys are checked
+    refused = read_in_a_new_process(url, where, backend)
     assert refused.returncode == 1 and "cannot open 's3://private/image.zarr': access denied" in refused.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keys_of_a_named_profile(private, backend, clean_aws_environment, tmp_path):
+    endpoint, url, options = private
+    (tmp_path / "no-credentials").write_text(
+        "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wrong\n"
+        f"[slides]\naws_access_key_id = {options['reader']['key']}\n"
+        f"aws_secret_access_key = {options['reader']['secret']}\n")
+    where = {"profile": "slides", "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+    done = read_in_a_new_process(url, where, backend)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == int(DATA.astype(np.int64).sum())
+    refused = read_in_a_new_process(url, {**where, "profile": "default"}, backend)
+    assert refused.returncode == 1 and "access denied" in refused.stderr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

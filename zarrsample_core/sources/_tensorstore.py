@@ -44,7 +44,9 @@ from typing import Any
 
 from .._errors import ZarrsampleError
 
-__all__ = ["TRANSIENT_STATUS", "check_tensorstore_options", "open_tensorstore", "tensorstore_spec"]
+__all__ = [
+    "TRANSIENT_STATUS", "check_tensorstore_options", "open_tensorstore", "tensorstore_message", "tensorstore_spec",
+]
 
 #: tensorstore status prefixes of errors worth retrying (its http, s3 and gcs
 #: kvstores report 5xx, 429, resets and truncated bodies as UNAVAILABLE, and
@@ -266,6 +268,21 @@ def _credentials_file(key: str, secret: str, token: str | None) -> str:
     return path
 
 
+def _aws_files() -> dict[str, str]:
+    """This process' AWS credentials and config files, as botocore finds them.
+
+    tensorstore's ``profile`` credentials do not resolve them by themselves
+    (0.1.86 fails to "resolve credentials file path"); a missing file reads
+    as an empty one.
+    """
+    files = {}
+    for member, variable, default in [("credentials_file", "AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+                                      ("config_file", "AWS_CONFIG_FILE", "config")]:
+        path = os.path.expanduser(os.environ.get(variable) or os.path.join("~", ".aws", default))
+        files[member] = path if os.path.isfile(path) else os.devnull
+    return files
+
+
 def open_tensorstore(spec: tuple[Any, ...], name: str) -> Any:
     """Open the array of a :func:`tensorstore_spec` spec in this process, read-only.
 
@@ -300,9 +317,13 @@ def open_tensorstore(spec: tuple[Any, ...], name: str) -> Any:
         }))
     json = spec[1]
     keys = spec[3] if len(spec) > 3 else None  # specs pickled before s3 had three members
+    credentials = json["kvstore"].get("aws_credentials")
     if keys is not None:
         credentials = {"type": "profile", "profile": "zarrsample", "config_file": os.devnull,
                        "credentials_file": _credentials_file(keys["key"], keys["secret"], keys["token"])}
+    elif credentials is not None and credentials.get("type") == "profile":
+        credentials = {**credentials, **_aws_files()}
+    if credentials is not None:
         json = {**json, "kvstore": {**json["kvstore"], "aws_credentials": credentials}}
     try:
         return ts.open(json, read=True, open=True, context=_ts_context[1]).result()
