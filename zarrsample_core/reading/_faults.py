@@ -26,7 +26,7 @@ import numpy as np
 
 from .._checks import check_int
 from .._errors import ZarrsampleError
-from ..sources._tensorstore import TRANSIENT_STATUS
+from ..sources._tensorstore import TRANSIENT_STATUS, tensorstore_message
 
 __all__ = ["ChunkReadError", "OnError", "RetryPolicy", "SkipLog", "check_on_error", "is_transient"]
 
@@ -262,6 +262,8 @@ def chunk_read_error(
     transient = is_transient(error)
     tries = f" after {attempts} attempts" if attempts > 1 else ""
     text = " ".join(f"{type(error).__name__}: {error}".split())
+    if type(error) is ValueError and str(error).split(":", 1)[0].isupper():  # tensorstore's status: no spec
+        text = f"ValueError: {tensorstore_message(error)}"
     message = (
         f"could not read chunk {tuple(index)} (key {key!r}{where}) of modality {modality!r}, image "
         f"{name} (array path {path!r}), for the patch window start={list(window[0])} "

@@ -60,8 +60,9 @@ class Image:
     Notes
     -----
     Pickling and copying cost O(1) and carry no open handle for sources on a
-    local path, an http(s) URL or a TIFF file (however they were given: a
-    path, a ``zarr.Array`` or tifffile's store): the array is re-opened on
+    local path, a URL (http(s), ``s3://``, ``gs://``, ... with its storage
+    options) or a TIFF file (however they were given: a path, a
+    ``zarr.Array`` or tifffile's store): the array is re-opened on
     first use, and again whenever ``os.getpid()`` changed (after
     ``fork()``), so file handles, tensorstore and fsspec objects never cross
     process boundaries. numpy arrays and zarr arrays in a ``MemoryStore``
