@@ -86,7 +86,7 @@ def tensorstore_spec(
     ----------
     location : tuple or None
         ``("file", root, None)`` or ``("url", root URL, fsspec options)``
-        (see :func:`._io._location`); None for a store that has neither.
+        (see :func:`._locations.location`); None for a store that has neither.
     path : str
         Array path inside the root.
     zarr_format : int
