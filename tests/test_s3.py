@@ -203,7 +203,8 @@ def one_line(exc_info):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_missing_key_bucket_and_endpoint_are_one_line_naming_the_url(bucket, s3_server, backend):
+def test_missing_key_bucket_and_endpoint_are_one_line_naming_the_url(bucket, s3_server, backend, monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore would try the dead endpoint for seconds
     with pytest.raises(FileNotFoundError, match=r"'s3://slides/missing.zarr': no zarr array or group found") as info:
         open_image("s3://slides/missing.zarr", axes="YX", storage_options=s3_server, backend=backend)
     one_line(info)
@@ -267,7 +268,7 @@ def test_the_command_line_takes_storage_options(bucket, s3_server):
     for url, options, cause in [("s3://slides/missing.zarr", s3_server, "no zarr array or group"),
                                 (bucket["v3"][0], s3_options("http://127.0.0.1:9"), "127.0.0.1:9")]:
         out = subprocess.run(command[:4] + [url, "--storage-options", json.dumps(options)],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "AWS_MAX_ATTEMPTS": "1"})
         assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
         assert out.stderr.startswith("zarrsample: error: ") and url in out.stderr and cause in out.stderr
 
