@@ -175,11 +175,15 @@ def read_only_tree(root):
             os.chmod(p, mode)
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    """A moto S3 server on 127.0.0.1 (a subprocess, stopped after the module): yields its storage options."""
+def _no_proxy():
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         os.environ.pop(var, None)
+
+
+@contextlib.contextmanager
+def moto_server():
+    """A moto server (S3, IAM, ...) in a subprocess on 127.0.0.1; yields its endpoint URL."""
+    _no_proxy()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -195,10 +199,123 @@ def s3_server():
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the moto S3 server did not start") from None
+                    raise RuntimeError("the moto server did not start") from None
                 time.sleep(0.1)
-        yield {"key": "testing", "secret": "testing",
-               "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"}}
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def s3_options(endpoint, key="testing", secret="testing"):
+    """fsspec's storage options for a moto endpoint."""
+    return {"key": key, "secret": secret,
+            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A moto S3 server on 127.0.0.1 (a subprocess, stopped after the module): yields its storage options.
+
+    It checks no signature (any keys are accepted), but it does check
+    bucket policies and ACLs for anonymous requests.
+    """
+    with moto_server() as endpoint:
+        yield s3_options(endpoint)
+
+
+@pytest.fixture(scope="module")
+def s3_auth_server():
+    """A second moto server whose endpoint URL is yielded; the caller turns its authentication on.
+
+    Until ``enable_moto_auth(endpoint)`` moto accepts any keys (so buckets
+    and IAM users can be set up); from then on every request must be signed
+    with the keys of an IAM user that moto created.
+    """
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+def enable_moto_auth(endpoint):
+    """Make moto check the signature and IAM policy of every later request (its server-mode switch)."""
+    import requests
+
+    answer = requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=30)
+    assert answer.status_code == 200, answer.text
+
+
+_SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+              b"<Message>Please reduce your request rate.</Message></Error>")
+
+
+class _S3ProxyHandler(http.server.BaseHTTPRequestHandler):
+    """Forwards to moto; fails every ``server.fail_every``-th chunk GET (503 SlowDown or a dropped connection)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+        pass
+
+    def _forward(self):
+        import http.client
+
+        server = self.server
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        key = self.path.split("?")[0].rstrip("/")
+        if self.command == "GET" and server.fail_every and not key.endswith(_METADATA_FILES) and key.count("/") > 1:
+            with server.lock:
+                server.chunk_requests += 1
+                fail = server.chunk_requests % server.fail_every == 0
+                server.failures += fail
+            if fail and server.mode == "503":
+                self.send_response(503, "Slow Down")
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(_SLOW_DOWN)))
+                self.end_headers()
+                self.wfile.write(_SLOW_DOWN)
+                return
+            if fail:  # "drop": the connection closes without a response
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+        upstream = http.client.HTTPConnection(*server.upstream, timeout=60)
+        try:
+            upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
+            answer = upstream.getresponse()
+            data = answer.read()
+        finally:
+            upstream.close()
+        self.send_response(answer.status, answer.reason)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length if length is not None else str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward  # noqa: N815 - stdlib names
+
+
+@contextlib.contextmanager
+def flaky_s3_proxy(endpoint, *, fail_every=3, mode="503"):
+    """An S3 endpoint in front of moto's ``endpoint`` failing every ``fail_every``-th chunk GET.
+
+    ``mode`` is ``"503"`` (S3's ``SlowDown`` answer) or ``"drop"`` (the
+    connection closes with no answer). Yields ``(url, server)`` with the
+    counters of :func:`flaky_server`.
+    """
+    host, port = endpoint.split("://")[1].split(":")
+    server = _BusyServer(("127.0.0.1", 0), _S3ProxyHandler)
+    server.upstream = (host, int(port))
+    server.lock, server.chunk_requests, server.failures = threading.Lock(), 0, 0
+    server.fail_every, server.mode = fail_every, mode
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -59,8 +59,16 @@ class ParameterTypeError(TypeError, ValueError):
 
 #: tensorstore status prefixes of errors worth retrying (its HTTP kvstore
 #: reports 5xx, 429, resets and truncated bodies as UNAVAILABLE).
-_TS_TRANSIENT = ("UNAVAILABLE:", "DEADLINE_EXCEEDED:", "ABORTED:", "RESOURCE_EXHAUSTED:")
+#: tensorstore status prefixes of errors worth retrying (its http, s3 and gcs
+#: kvstores report 5xx, 429, resets and truncated bodies as UNAVAILABLE, and
+#: transient errors that outlived their retries as ABORTED).
+TRANSIENT_STATUS = ("UNAVAILABLE:", "DEADLINE_EXCEEDED:", "ABORTED:", "RESOURCE_EXHAUSTED:")
 _HTTP_RETRY = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: S3 error codes of answers worth retrying (whatever their HTTP status).
+_S3_RETRY = frozenset({
+    "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+    "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+})
 
 
 class ChunkReadError(ZarrsampleError):
@@ -93,10 +101,15 @@ def is_transient(exc: BaseException) -> bool:
     Transient: ``ConnectionError`` (reset, refused, aborted, broken pipe),
     ``TimeoutError`` (``asyncio.TimeoutError`` included), aiohttp's
     connection and payload errors (dropped connection, truncated body) and
-    HTTP responses 408, 425, 429, 500, 502, 503, 504; tensorstore errors
-    with status ``UNAVAILABLE``, ``DEADLINE_EXCEEDED``, ``ABORTED`` or
-    ``RESOURCE_EXHAUSTED``. Everything else (decode errors, corrupt or
-    truncated chunk files, missing permissions, ``ZarrsampleError``) is not.
+    HTTP responses 408, 425, 429, 500, 502, 503, 504; botocore's connection,
+    read-timeout and truncated-body errors and its ``ClientError`` for those
+    statuses or S3's ``SlowDown``, ``ServiceUnavailable``, ``InternalError``,
+    ``RequestTimeout`` and throttling codes (s3fs raises them as the cause of
+    an ``OSError``); tensorstore errors with status ``UNAVAILABLE``,
+    ``DEADLINE_EXCEEDED``, ``ABORTED`` or ``RESOURCE_EXHAUSTED``. Everything
+    else (decode errors, corrupt or truncated chunk files, missing keys or
+    buckets, refused credentials, TLS certificate errors,
+    ``ZarrsampleError``) is not.
 
     Examples
     --------
@@ -105,13 +118,18 @@ def is_transient(exc: BaseException) -> bool:
     >>> is_transient(ValueError("UNAVAILABLE: Error reading http://h/a/c/0: [HTTP code 503]"))
     True
     """
-    aiohttp = sys.modules.get("aiohttp")  # only errors it raised matter, so never import it
+    aiohttp = sys.modules.get("aiohttp")  # only errors they raised matter, so never import them
+    botocore = sys.modules.get("botocore.exceptions")
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, ZarrsampleError):
             return False
+        if botocore is not None:
+            verdict = _botocore_transient(current, botocore)
+            if verdict is not None:
+                return verdict
         if isinstance(current, (ConnectionError, TimeoutError)):
             return True
         if aiohttp is not None:
@@ -119,7 +137,24 @@ def is_transient(exc: BaseException) -> bool:
                 return current.status in _HTTP_RETRY
             if isinstance(current, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
                 return True
-        if type(current) is ValueError and str(current).startswith(_TS_TRANSIENT):
+        if type(current) is ValueError and str(current).startswith(TRANSIENT_STATUS):
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def _botocore_transient(exc: BaseException, botocore: Any) -> bool | None:
+    """Whether a botocore error is transient; None for other exceptions."""
+    if isinstance(exc, botocore.SSLError):  # a certificate does not heal by waiting
+        return False
+    if isinstance(exc, (botocore.ConnectionError, botocore.HTTPClientError, botocore.IncompleteReadError)):
+        return True  # refused, reset, closed, read or connect timeouts, truncated bodies
+    if isinstance(exc, botocore.ClientError):
+        response = getattr(exc, "response", None) or {}
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        code = (response.get("Error") or {}).get("Code")
+        return status in _HTTP_RETRY or code in _S3_RETRY or str(code) in {str(s) for s in _HTTP_RETRY}
+    if isinstance(exc, botocore.BotoCoreError):
+        return False  # missing credentials, bad parameters, unknown regions
+    return None
+

@@ -10,7 +10,8 @@ from typing import Any, cast
 import zarr
 
 from .._errors import ZarrsampleError
-from ..sources._io import _open_path, open_image
+from ..sources._io import open_image
+from ..sources._locations import open_path
 from ..sources._ome import axis_letters, label_names, read_multiscale
 from ..sources._tiff import is_tiff_file, tiff_file
 from ..sources._validate import check_array_metadata
@@ -94,7 +95,7 @@ def describe(path: str, *, storage_options: dict[str, Any] | None = None) -> dic
     """
     if is_tiff_file(path):
         return _describe_tiff(path)
-    node = _open_path(path, storage_options)
+    node = open_path(path, storage_options)
     fmt = node.metadata.zarr_format
     if isinstance(node, zarr.Array):
         # What open_image would refuse (a 0 chunk, more elements than int64 indexes) is refused here too.

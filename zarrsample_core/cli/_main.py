@@ -8,6 +8,7 @@ wrong axes, a level out of range) print one line, ``zarrsample: error:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import signal
@@ -332,7 +333,23 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
+        sys.unraisablehook = _quiet_coroutines(sys.unraisablehook)
         return 1
+
+
+def _quiet_coroutines(hook: Any) -> Any:
+    """``hook`` minus the errors of coroutines closed at interpreter exit.
+
+    After a failed request to an object store, zarr's event loop still holds
+    the requests that were running beside it; closing them at exit makes
+    aiobotocore raise in a context it did not start in, which Python would
+    print as tracebacks below the one-line error already given.
+    """
+    def quiet(unraisable: Any) -> None:
+        if not inspect.iscoroutine(unraisable.object):
+            hook(unraisable)
+
+    return quiet
 
 
 if __name__ == "__main__":

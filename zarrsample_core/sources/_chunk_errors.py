@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import ChunkReadError, ZarrsampleError, is_transient
+from ._tensorstore import tensorstore_message
 
 __all__ = ["array_path", "chunk_key", "chunk_read_error", "failed_chunk"]
 
@@ -63,6 +64,8 @@ def chunk_read_error(
     transient = is_transient(error)
     tries = f" after {attempts} attempts" if attempts > 1 else ""
     text = " ".join(f"{type(error).__name__}: {error}".split())
+    if type(error) is ValueError and str(error).split(":", 1)[0].isupper():  # tensorstore's status: no spec
+        text = f"ValueError: {tensorstore_message(error)}"
     message = (
         f"could not read chunk {tuple(index)} (key {key!r}{where}) of modality {modality!r}, image "
         f"{name} (array path {path!r}), "

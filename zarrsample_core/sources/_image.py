@@ -18,14 +18,11 @@ from ._direct import ChunkFiles, chunk_files
 from ._placement import Placement, micrometres
 from ._roi import selection_bounds
 from ._shards import ShardedChunks, sharded_chunks
+from ._tensorstore import open_tensorstore
 
 __all__ = [
     "HTTP_TIMEOUT", "HTTP_TIMEOUT_ENV", "TS_LOW_SPEED_ENV", "Image", "http_timeout", "spec_store", "url_store",
 ]
-
-# (pid, tensorstore.Context) of the process that first read with tensorstore:
-# shared thread pools, and the marker that a fork()ed child must not use it.
-_ts_context: tuple[int, Any] | None = None
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -69,8 +66,9 @@ class Image:
     Notes
     -----
     Pickling and copying cost O(1) and carry no open handle for sources on a
-    local path, an http(s) URL or a TIFF file (however they were given: a
-    path, a ``zarr.Array`` or tifffile's store): the array is re-opened on
+    local path, a URL (http(s), ``s3://``, ``gs://``, ... with its storage
+    options) or a TIFF file (however they were given: a path, a
+    ``zarr.Array`` or tifffile's store): the array is re-opened on
     first use, and again whenever ``os.getpid()`` changed (after
     ``fork()``), so file handles, tensorstore and fsspec objects never cross
     process boundaries. numpy arrays and zarr arrays in a ``MemoryStore``
@@ -448,25 +446,7 @@ def _open_spec(spec: tuple[Any, ...], name: str) -> Any:
         return open_tiff_level(path, series, level)
     if spec[0] == "zarr":
         return zarr.open_array(store=spec_store(spec), path=spec[3], mode="r", zarr_format=spec[4])
-    import tensorstore as ts
-
-    global _ts_context
-    if _ts_context is not None and _ts_context[0] != os.getpid():
-        raise ZarrsampleError(
-            f"cannot read {name} with backend='tensorstore' in process {os.getpid()}: it was "
-            f"fork()ed after process {_ts_context[0]} used tensorstore, and tensorstore aborts "
-            "after fork(). Start workers with the 'spawn' or 'forkserver' method (e.g. torch "
-            "DataLoader(multiprocessing_context='spawn')), do not read with tensorstore before "
-            "forking, or use backend='zarr'"
-        )
     if _is_http(spec):  # before tensorstore's first HTTP request in this process, which reads them
         os.environ.setdefault(TS_LOW_SPEED_ENV[0], str(max(1, math.ceil(http_timeout()))))
         os.environ.setdefault(TS_LOW_SPEED_ENV[1], "1")
-    if _ts_context is None:
-        # No retries inside tensorstore: a failing server errors at once (instead of
-        # tensorstore's minutes of backoff) and PatchReader's `retries` apply to both backends.
-        _ts_context = (os.getpid(), ts.Context({"http_request_retries": {"max_retries": 0}}))
-    try:
-        return _ts_result(ts.open(spec[1], read=True, open=True, context=_ts_context[1]), _ts_deadline(spec), name)
-    except ValueError as exc:
-        raise ZarrsampleError(f"tensorstore could not open {name}: {exc}") from exc
+    return open_tensorstore(spec, name)

@@ -10,21 +10,20 @@ tensorstore with ``read=True`` only.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from numbers import Integral
 from typing import Any, Literal
 
 import numpy as np
 import zarr
-from zarr.errors import NodeNotFoundError
-from zarr.storage import FsspecStore, LocalStore
 
 from .._errors import ZarrsampleError, spelled
 from ._axes import guess_axes
-from ._image import Image, _native, url_store
+from ._image import Image, _native
+from ._locations import PICTURE_SUFFIXES, check_storage_options, location, open_path, source_text
 from ._ome import join_path, resolve_axes, resolve_node
 from ._placement import open_at_resolution
 from ._roi import parse_roi
+from ._tensorstore import tensorstore_spec
 from ._tiff import is_tiff_file, tiff_store_source
 from ._tiff_image import open_tiff
 from ._validate import check_array_metadata, metadata_error
@@ -80,7 +79,10 @@ def open_image(
         relative to it.
     backend : {"zarr", "tensorstore"}
         Library used for reading. ``"tensorstore"`` needs the array on a
-        local path or http(s) URL; TIFF files read with ``"zarr"`` only
+        local path or an http(s), ``s3://`` or ``gs://`` URL (its metadata
+        is read with zarr through fsspec, its pixels with tensorstore;
+        ``storage_options`` are translated, see :mod:`._tensorstore`);
+        TIFF files read with ``"zarr"`` only
         (tifffile decodes their tiles, see :mod:`._tiff`). numpy sources
         accept either and always read with numpy (``Image.backend == "numpy"``).
     series : int, optional
@@ -96,7 +98,13 @@ def open_image(
         ``http(s)://``, ...), e.g. ``{"anon": True}`` or ``{"key": ...,
         "secret": ..., "client_kwargs": {"endpoint_url": ...}}``. They travel
         with the image, so every process (a forked worker included) opens
-        its own store with them. Only for URLs read with ``backend="zarr"``.
+        its own store with them. With ``backend="tensorstore"`` they are
+        translated to tensorstore's kvstore spec (``anon``, ``key``,
+        ``secret``, ``token``, ``profile``, ``endpoint_url``,
+        ``region_name``, ``requester_pays`` for ``s3://``); an option
+        without a tensorstore counterpart is a ``ZarrsampleError`` naming it.
+        Without options, credentials come from the environment as each
+        library finds them (``AWS_ACCESS_KEY_ID``, ``~/.aws``, ...).
 
     Returns
     -------
@@ -148,7 +156,7 @@ def open_image(
                 f"data_group must be a string path such as 'labels/masks/0', got {data_group!r}"
             )
         data_group = data_group.strip("/") or None
-    storage_options = _check_storage_options(storage_options, source, backend)
+    storage_options = check_storage_options(storage_options, source, backend)
     if series is not None and (isinstance(series, bool) or not isinstance(series, Integral)):
         raise TypeError(f"series must be an int or None, got {series!r} of type {type(series).__name__}")
     if resolution is not None:
@@ -185,10 +193,10 @@ def open_image(
         )
     if series not in (None, 0):
         raise ZarrsampleError(f"series={series} applies to TIFF files, but the source is not one")
-    if isinstance(source, (str, os.PathLike)) and _is_picture(_source_text(source)):
-        return _open_picture(_source_text(source), axes=axes, level=level, data_group=data_group, roi=roi)
+    if isinstance(source, (str, os.PathLike)) and _is_picture(source_text(source)):
+        return _open_picture(source_text(source), axes=axes, level=level, data_group=data_group, roi=roi)
     if isinstance(source, (str, os.PathLike)):
-        node, label = _open_path(source, storage_options), _source_text(source)
+        node, label = open_path(source, storage_options), source_text(source)
     elif isinstance(source, (zarr.Array, zarr.Group)):
         node, label = source, str(source.store)
     else:
@@ -210,24 +218,21 @@ def open_image(
     check_array_metadata(stored_shape, array.chunks, array.dtype, name)
     axes = resolve_axes(axes, names, names_where, stored_shape, name)
     start, stop = parse_roi(roi, stored_shape, axes)
-    location = _location(array)
+    where_stored = location(array)
     fmt = array.metadata.zarr_format
     if backend == "tensorstore":
-        if location is None or (location[0] == "url" and not location[1].startswith(("http://", "https://"))):
-            where = type(array.store).__name__ if location is None else location[1].split("://")[0] + ":// URL"
-            raise ZarrsampleError(
-                f"backend='tensorstore' needs an array on a local path or an http(s) URL, but "
-                f"{name} is in a {where}; use backend='zarr'"
-            )
         # Opened on first read: tensorstore must not start its threads in a
         # process that will fork() its workers (see Image Notes).
-        spec: tuple[Any, ...] | None = (
-            "tensorstore", _tensorstore_json(location[0], location[1], array.path, fmt), array.path
+        spec: tuple[Any, ...] | None = tensorstore_spec(
+            where_stored, array.path, fmt, name, type(array.store).__name__
         )
         cache: dict[str, Any] = {}
     else:
         # Re-opened from its location in every other process, however it was given.
-        spec = ("zarr", location[0], location[1], array.path, fmt, location[2]) if location else None
+        spec = None
+        if where_stored is not None:
+            kind, root, options = where_stored
+            spec = ("zarr", kind, root, array.path, fmt, options)
         cache = {"handle": array, "pid": os.getpid()}
     return Image(
         name=name,
@@ -244,70 +249,6 @@ def open_image(
         _cache=cache,
     )
 
-
-
-def _source_text(source: str | os.PathLike[str]) -> str:
-    text = os.fspath(source)
-    if not isinstance(text, str):
-        raise TypeError(f"source must be a str path or URL, got bytes {text!r}")
-    return text
-
-
-def _check_storage_options(options: Any, source: Any, backend: str) -> dict[str, Any] | None:
-    """``storage_options`` as a dict, refused where they cannot apply."""
-    if options is None:
-        return None
-    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
-        raise TypeError(f"storage_options must be a dict of fsspec option names to values, got {options!r}")
-    text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
-    if not isinstance(text, str) or "://" not in text or text.startswith("file://"):
-        given = repr(text) if isinstance(text, str) else f"a {type(source).__name__}"
-        raise ZarrsampleError(
-            f"storage_options apply to URLs (s3://, gs://, http(s)://, ...), but the source is {given}"
-        )
-    if backend != "zarr":
-        raise ZarrsampleError(
-            f"storage_options are fsspec's and apply to backend='zarr', got backend={backend!r}"
-        )
-    return dict(options)
-
-
-def _open_path(source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> zarr.Array | zarr.Group:
-    """Open the zarr node at a local path or URL, read-only."""
-    text = _source_text(source)
-    if text.startswith("file://"):
-        text = text[len("file://") :]
-    if "://" in text:
-        try:
-            store: Any = url_store(text.rstrip("/"), storage_options)
-            return zarr.open(store=store, mode="r")
-        except NodeNotFoundError:
-            raise FileNotFoundError(
-                f"source {text!r}: no zarr array or group found at this URL "
-                "(no zarr.json, .zarray or .zgroup)"
-            ) from None
-        except FileNotFoundError as exc:  # a missing bucket
-            raise FileNotFoundError(f"source {text!r}: {_one_line(exc)}") from None
-        except (ValueError, TypeError) as exc:  # unknown codec or dtype, bad shape or chunks
-            raise metadata_error(repr(text), exc) from exc
-        except Exception as exc:  # noqa: BLE001 - credentials, endpoint (botocore, aiohttp), missing package
-            raise ZarrsampleError(f"cannot open {text!r}: {_one_line(exc)}") from None
-    if not os.path.exists(text):
-        raise FileNotFoundError(f"source path {text!r} does not exist")
-    if not os.path.isdir(text):
-        raise ZarrsampleError(
-            f"source path {text!r} is a file, not a zarr array or group directory, and not a "
-            f"TIFF file (no TIFF header) or a picture ({', '.join(PICTURE_SUFFIXES)})"
-        )
-    try:
-        return zarr.open(store=LocalStore(os.path.abspath(text), read_only=True), mode="r")
-    except NodeNotFoundError:
-        raise ZarrsampleError(
-            f"source path {text!r} is not a zarr array or group: it holds no zarr.json, "
-            ".zarray or .zgroup"
-        ) from None
-    except (ValueError, TypeError) as exc:  # unknown codec or dtype, bad shape or chunks
-        raise metadata_error(repr(text), exc) from exc
 
 
 def _open_numpy(
@@ -345,10 +286,6 @@ def _open_numpy(
     )
 
 
-#: File endings read with Pillow, into memory.
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-
-
 def _is_picture(path: str) -> bool:
     return "://" not in path and path.lower().endswith(PICTURE_SUFFIXES) and os.path.isfile(path)
 
@@ -373,42 +310,8 @@ def _open_picture(path: str, *, axes: object, level: int | None, data_group: str
 def _tiff_source(source: Any) -> tuple[str, int, int | None] | None:
     """``(path, series, level)`` when ``source`` is a TIFF file or tifffile's zarr store on one."""
     if isinstance(source, (str, os.PathLike)):
-        text = _source_text(source)
+        text = source_text(source)
         if text.startswith("file://"):
             text = text[len("file://") :]
         return (text, 0, None) if "://" not in text and is_tiff_file(text) else None
     return tiff_store_source(source)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
-
-
-def _location(array: zarr.Array) -> tuple[str, str, dict[str, Any] | None] | None:
-    """``("file", absolute root, None)`` or ``("url", root URL, fsspec options)`` of the array's store."""
-    store = array.store
-    if isinstance(store, LocalStore):
-        return "file", os.path.abspath(store.root), None
-    if isinstance(store, FsspecStore):
-        protocol = store.fs.protocol
-        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
-        if {"file", "local"} & set(protocols):
-            return "file", os.path.abspath(store.path), None
-        options = {k: v for k, v in dict(getattr(store.fs, "storage_options", {})).items() if k != "asynchronous"}
-        client = {k: v for k, v in dict(options.pop("client_kwargs", {})).items() if k != "timeout"}
-        if client:  # the http timeout is set again by url_store in each process
-            options["client_kwargs"] = client
-        if {"http", "https"} & set(protocols) and str(store.path).startswith("http"):
-            return "url", str(store.path).rstrip("/"), options or None
-        if protocols and "://" not in str(store.path):  # s3, gs, az, ...: the filesystem's own options
-            return "url", f"{protocols[0]}://{str(store.path).strip('/')}", options or None
-    return None
-
-
-def _tensorstore_json(kind: str, root: str, path: str, zarr_format: int) -> dict[str, Any]:
-    driver = "zarr3" if zarr_format == 3 else "zarr"
-    if kind == "file":
-        kvstore = {"driver": "file", "path": os.path.join(root, path).rstrip("/") + "/"}
-    else:
-        kvstore = {"driver": "http", "base_url": join_path(root, path)}
-    return {"driver": driver, "kvstore": kvstore}

@@ -183,9 +183,10 @@ def stored_metadata(image: Any) -> tuple[Any, ...] | None:
         handle = image._cache["handle"]
         store, path, fmt = handle.store, handle.path, handle.metadata.zarr_format
     else:
-        if spec[0] == "zarr":
-            store, path, fmt = spec_store(spec), spec[3], spec[4]
-        else:
+        if spec[0] == "zarr" or len(spec) > 4:  # a tensorstore spec carries its zarr spec
+            located = spec if spec[0] == "zarr" else spec[4]
+            store, path, fmt = spec_store(located), located[3], located[4]
+        else:  # a tensorstore spec pickled before it carried one
             kvstore = spec[1]["kvstore"]
             path, fmt = "", 3 if spec[1]["driver"] == "zarr3" else 2
             root = kvstore.get("path") or kvstore.get("base_url")
