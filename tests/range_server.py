@@ -38,6 +38,9 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
         server = self.server
         with server.lock:
             server.requests[self.path] += 1
+        if server.required_header and self.headers.get(server.required_header[0]) != server.required_header[1]:
+            self.send_error(403)
+            return
         if server.latency:
             time.sleep(server.latency)
         path = self._file()
@@ -75,17 +78,19 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def range_server(root, *, latency: float = 0.0):
+def range_server(root, *, latency: float = 0.0, required_header: tuple[str, str] | None = None):
     """Serve ``root`` on 127.0.0.1 with byte ranges; yields ``(url, server)``.
 
     ``server.requests`` counts GETs per path, ``server.range_requests`` those
-    with a Range header; ``server.latency`` seconds are added to each GET.
+    with a Range header; ``server.latency`` seconds are added to each GET;
+    with ``required_header`` (name, value), a GET without it is refused (403).
     """
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         os.environ.pop(var, None)
     os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1"
     server = _Server(("127.0.0.1", 0), _RangeHandler)
     server.root, server.latency = str(root), latency
+    server.required_header = required_header
     server.lock = threading.Lock()
     server.requests, server.range_requests = collections.Counter(), collections.Counter()
     thread = threading.Thread(target=server.serve_forever, daemon=True)

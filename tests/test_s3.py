@@ -253,8 +253,9 @@ def test_gs_options_translate_to_tensorstores_gcs_kvstore():
     check_tensorstore_options("gs://bucket/a.zarr", {"anon": True})
     with pytest.raises(ZarrsampleError, match=r"\['token', 'endpoint_url'\] of gs://b/a.zarr .*gcs driver"):
         check_tensorstore_options("gs://b/a.zarr", {"token": "/path/key.json", "endpoint_url": "http://x"})
-    with pytest.raises(ZarrsampleError, match=r"\['headers'\] of https://h/a.zarr have no tensorstore"):
-        check_tensorstore_options("https://h/a.zarr", {"headers": {"a": "b"}})
+    check_tensorstore_options("https://h/a.zarr", {"headers": {"a": "b"}})  # http headers translate
+    with pytest.raises(ZarrsampleError, match=r"\['timeout'\] of https://h/a.zarr have no tensorstore"):
+        check_tensorstore_options("https://h/a.zarr", {"headers": {"a": "b"}, "timeout": 3})
 
 
 def test_the_command_line_takes_storage_options(bucket, s3_server):

@@ -106,3 +106,19 @@ def test_a_missing_shard_reads_as_the_fill_value(tmp_path):
     got = image.read_many([(slice(0, 2), slice(0, 2)), (slice(4, 6), slice(6, 8))])
     np.testing.assert_array_equal(got[0], 1)
     np.testing.assert_array_equal(got[1], 9)
+
+
+@pytest.mark.parametrize("backend", ["zarr", "tensorstore"])
+def test_http_headers_in_storage_options_reach_the_server(sharded_tree, backend):
+    from zarrsample_core import ZarrsampleError
+
+    root, values = sharded_tree
+    with range_server(root, required_header=("Authorization", "Bearer t0ken")) as (url, _):
+        options = {"headers": {"Authorization": "Bearer t0ken"}}
+        image = open_image(f"{url}/s.zarr", axes="CYX", backend=backend, storage_options=options)
+        np.testing.assert_array_equal(image.read((slice(None), slice(0, 40), slice(30, 70))), values[:, :40, 30:70])
+        with pytest.raises((ZarrsampleError, OSError, PermissionError)):
+            open_image(f"{url}/s.zarr", axes="CYX", backend=backend).read()
+    if backend == "tensorstore":
+        with pytest.raises(ZarrsampleError, match=r"\['timeout'\].*tensorstore"):
+            open_image(f"{url}/s.zarr", axes="CYX", backend=backend, storage_options={"timeout": 3})

@@ -68,6 +68,8 @@ def check_tensorstore_options(url: str, options: dict[str, Any] | None) -> None:
     protocol = url.split("://", 1)[0].lower()
     if protocol in ("s3", "s3a", "gs", "gcs"):
         _kvstore(url.rstrip("/"), "", options, url)
+    elif protocol in ("http", "https"):
+        _http_headers(options or {}, url)
     elif options:
         _untranslatable(url, sorted(options))
 
@@ -118,9 +120,10 @@ def tensorstore_spec(
     if kind == "file":
         kvstore: dict[str, Any] = {"driver": "file", "path": os.path.join(root, path).rstrip("/") + "/"}
     elif root.startswith(("http://", "https://")):
-        if options:
-            _untranslatable(name, sorted(options))
         kvstore = {"driver": "http", "base_url": f"{root.rstrip('/')}/{path}".rstrip("/")}
+        headers = _http_headers(options or {}, name)
+        if headers:
+            kvstore["headers"] = headers
     elif root.split("://", 1)[0].lower() in ("s3", "s3a", "gs", "gcs"):
         kvstore, keys = _kvstore(root, path, options, name)
     else:
@@ -130,6 +133,17 @@ def tensorstore_spec(
         )
     zarr_spec = ("zarr", kind, root, path, zarr_format, options)  # for zarr's metadata checks
     return ("tensorstore", {"driver": driver, "kvstore": kvstore}, path, keys, zarr_spec)
+
+
+def _http_headers(options: dict[str, Any], name: str) -> list[str]:
+    """fsspec's http ``headers`` (top level or in ``client_kwargs``) as tensorstore's ``"Name: value"`` list."""
+    rest = {k: v for k, v in options.items() if k not in ("headers", "client_kwargs")}
+    client = dict(options.get("client_kwargs") or {})
+    headers = {**(client.pop("headers", None) or {}), **(options.get("headers") or {})}
+    rest.update({f"client_kwargs.{k}": v for k, v in client.items()})
+    if rest:
+        _untranslatable(name, sorted(rest))
+    return [f"{key}: {value}" for key, value in headers.items()]
 
 
 def _kvstore(
@@ -228,7 +242,7 @@ def _untranslatable(name: str, options: list[str]) -> None:
     raise ZarrsampleError(
         f"storage options {options} of {name} have no tensorstore counterpart and cannot be given "
         "to backend='tensorstore' (s3:// translates anon, key, secret, token, profile, "
-        "endpoint_url, region_name and requester_pays); use backend='zarr'"
+        "endpoint_url, region_name and requester_pays; http(s) translates headers); use backend='zarr'"
     )
 
 
