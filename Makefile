@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/zarrsample demo
 
+# Two worker processes (pytest-xdist), one test file each at a time: files that fork
+# DataLoader workers are handed out first (see tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Type-check the core with the [tool.mypy] settings of pyproject.toml.
 lint: $(STAMP)

@@ -146,6 +146,8 @@ def pytest_collection_modifyitems(session, config, items):
 
     jax starts threads when imported; a later ``fork()`` in the same process
     (the default start method of torch's DataLoader workers) may deadlock.
+    With ``-n 2 --dist loadfile`` (``make test``) the files are handed to the
+    two workers in this order, so each worker runs its forking files first.
     """
     items.sort(key=lambda item: 0 if item.path.name in FORKING_TESTS else 1)
 

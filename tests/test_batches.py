@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zarrsample_core import (
@@ -58,6 +58,7 @@ def assert_batch_equal(batch, samples):
         np.testing.assert_array_equal(batch[key], value, err_msg=key)
 
 
+@settings(max_examples=60)  # each example runs several epochs of two images
 @given(
     data=st.data(),
     padding=st.sampled_from(["constant", "edge", "reflect", "symmetric", "wrap"]),

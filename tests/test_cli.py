@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +20,47 @@ from hypothesis import strategies as st
 from numcodecs import Zstd
 from PIL import Image as PILImage
 
-from zarrsample_core import BlueNoisePatchSampler, ImageCollection, PatchSampler, open_image
-from zarrsample_core.cli._preview import MASK_ALPHA, MASK_COLOUR, PATCH_COLOUR, patch_outlines, render_preview
-from zarrsample_core.inference._tissue import tissue_mask
+from zarrsample_core import (
+    BlueNoisePatchSampler,
+    ImageCollection,
+    PatchSampler,
+    open_image,
+)
+from zarrsample_core.cli._preview import (
+    MASK_ALPHA,
+    MASK_COLOUR,
+    PATCH_COLOUR,
+    patch_outlines,
+    render_preview,
+)
 from zarrsample_core.cli.demo import write_synthetic_slide
+from zarrsample_core.inference._tissue import tissue_mask
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def cli(*args, python_prelude=None):
-    """Run ``zarrsample ARGS`` in a fresh interpreter; returns the CompletedProcess."""
+    """Run ``zarrsample ARGS``; returns a CompletedProcess (exit code, stdout, stderr).
+
+    In this process (``main(argv)`` with stdout and stderr captured and Python
+    warnings ignored, as ``ENV`` does for a child), which saves an interpreter
+    start per call; with ``python_prelude`` (code run first, e.g. hiding a
+    module) in a fresh interpreter. Tests of what only a process shows (exit
+    at a closed pipe, the console script) run their own subprocess.
+    """
     if python_prelude is None:
-        command = [sys.executable, "-m", "zarrsample_core.cli._main", *map(str, args)]
-    else:
-        script = f"{python_prelude}\nimport sys\nfrom zarrsample_core.cli._main import main\nsys.exit(main(sys.argv[1:]))"
-        command = [sys.executable, "-c", script, *map(str, args)]
+        from zarrsample_core.cli._main import main
+
+        out, err, hook = io.StringIO(), io.StringIO(), sys.unraisablehook
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                code = main([str(a) for a in args])
+            finally:
+                sys.unraisablehook = hook
+        return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+    script = f"{python_prelude}\nimport sys\nfrom zarrsample_core.cli._main import main\nsys.exit(main(sys.argv[1:]))"
+    command = [sys.executable, "-c", script, *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env=ENV)
 
 

@@ -13,7 +13,7 @@ from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_im
 from zarrsample_core.sources._shards import sharded_chunks
 
 
-@settings(max_examples=40)  # each example writes an array
+@settings(max_examples=20)  # each example writes an array
 @given(
     data=st.data(),
     dtype=st.sampled_from(["uint8", "<u2", "float32", "int16"]),

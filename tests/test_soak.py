@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
 from zarrsample_torch import PatchIterableDataset
 
-EPOCHS, WARMUP = 25, 5  # 20 epochs measured after the caches and the allocator are warm
+EPOCHS, WARMUP = 15, 5  # 10 epochs measured after the caches and the allocator are warm
 CACHE = 2 * 2**20  # the chunk cache bound per worker: 42 of the 64 chunks (it evicts)
 SHAPE, CHUNKS, PATCH = (3, 1024, 1024), (3, 128, 128), 32  # 64 chunks of 48 KiB, 1024 patches
 

@@ -58,7 +58,7 @@ def stitch(out, shape, positions, patches, order, *, threads, plan, chunks=None,
 # -- the synchronous path is the reference ------------------------------------------------------
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     spatial=st.tuples(st.integers(20, 56), st.integers(20, 56)),  # at most 14 x 14 chunks per example
     chunk=st.tuples(st.integers(4, 12), st.integers(4, 12)),

@@ -337,7 +337,8 @@ def test_stateful_dataloader_resumes_batches_with_workers(num_workers, stop):
 def _train(num_workers, *, start_epoch=0, state=None):
     """A training loop over 3 epochs: ``[(epoch, batch keys)]`` and a checkpoint per step."""
     torch_ds = PatchIterableDataset(make_dataset())
-    loader = StatefulDataLoader(torch_ds, batch_size=4, **workers(num_workers))
+    # Persistent workers: one start per loop, and set_epoch must reach them (shared memory).
+    loader = StatefulDataLoader(torch_ds, batch_size=4, persistent_workers=num_workers > 0, **workers(num_workers))
     if state is not None:
         loader.load_state_dict(roundtrip(state))
     batches, checkpoints = [], []
