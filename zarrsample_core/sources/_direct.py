@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ChunkFiles", "chunk_files"]
+__all__ = ["ChunkFiles", "chunk_files", "decode_region"]
 
 
 def _v3_decoder(codecs: Sequence[Any]) -> tuple[Any, str | None] | None:
@@ -121,18 +121,34 @@ class ChunkFiles:
                 raw = f.read()
         except FileNotFoundError:
             return np.full(size, self.fill, self.stored.newbyteorder("="))
-        count = int(np.prod(self.chunks))
-        out = np.empty(count, self.stored)
-        if self.decoder is None:
-            data = np.frombuffer(raw, self.stored)
-            if data.size != count:
-                raise ValueError(f"chunk file {os.fspath(path)} holds {len(raw)} bytes, expected {out.nbytes}")
-            out[...] = data
-        else:
-            self.decoder.decode(raw, out=out)
-        block = out.reshape(self.chunks)
-        local = tuple(slice(s.start - g * c, s.stop - g * c) for s, g, c in zip(index, grid, self.chunks))
-        region = block[local]
-        if not self.stored.isnative:
-            return region.astype(self.stored.newbyteorder("="))
-        return region if region.size == count else region.copy()  # a part must not pin the chunk
+        return decode_region(raw, self.chunks, self.stored, self.decoder, index, grid, where=os.fspath(path))
+
+
+def decode_region(
+    raw: bytes, chunks: tuple[int, ...], stored: np.dtype, decoder: Any, index: tuple[slice, ...],
+    grid: tuple[int, ...], *, where: str,
+) -> np.ndarray:
+    """The stored region ``index`` of chunk ``grid`` from the chunk's encoded bytes, a new native array.
+
+    A part of the chunk is copied out, so that it does not hold the whole
+    decoded chunk in memory.
+
+    Raises
+    ------
+    ValueError, RuntimeError
+        The bytes do not decode to one chunk (the decoder's error, or a size mismatch).
+    """
+    count = int(np.prod(chunks))
+    out = np.empty(count, stored)
+    if decoder is None:
+        data = np.frombuffer(raw, stored)
+        if data.size != count:
+            raise ValueError(f"chunk {where} holds {len(raw)} bytes, expected {out.nbytes}")
+        out[...] = data
+    else:
+        decoder.decode(raw, out=out)
+    block = out.reshape(chunks)
+    region = block[tuple(slice(s.start - g * c, s.stop - g * c) for s, g, c in zip(index, grid, chunks))]
+    if not stored.isnative:
+        return region.astype(stored.newbyteorder("="))
+    return region if region.size == count else region.copy()

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._direct import _v3_decoder
+from ._direct import _v3_decoder, decode_region
 
 __all__ = ["ShardedChunks", "sharded_chunks"]
 
@@ -206,18 +206,5 @@ class ShardedChunks:
         size = tuple(s.stop - s.start for s in index)
         if raw is None:
             return np.full(size, self.fill, self.stored.newbyteorder("="))
-        count = int(np.prod(self.chunks))
-        out = np.empty(count, self.stored)
-        if self.decoder is None:
-            data = np.frombuffer(raw, self.stored)
-            if data.size != count:
-                raise ValueError(f"inner chunk {grid} holds {len(raw)} bytes, expected {out.nbytes}")
-            out[...] = data
-        else:
-            self.decoder.decode(raw, out=out)
-        block = out.reshape(self.chunks)
-        local = tuple(slice(s.start - g * c, s.stop - g * c) for s, g, c in zip(index, grid, self.chunks))
-        region = block[local]
-        if not self.stored.isnative:
-            return region.astype(self.stored.newbyteorder("="))
-        return region if region.size == count else region.copy()
+        return decode_region(raw, self.chunks, self.stored, self.decoder, index, grid,
+                             where=f"{grid} of {self.path or 'the array'}")
