@@ -12,7 +12,13 @@ import numpy as np
 from .._errors import ChunkReadError, ZarrsampleError
 from ._axes import check_axes
 from ._chunk_errors import chunk_read_error, failed_chunk
-from ._collection_checks import MASK_KEY, check_aspect, check_mask_values, check_modality_names, stored_extent
+from ._collection_checks import (
+    MASK_KEY,
+    check_aspect,
+    check_mask_values,
+    check_modality_names,
+    stored_extent,
+)
 from ._placement import AxisMap, axis_map, axis_placement
 
 __all__ = ["BlockReader", "ImageCollection", "ImageLike"]

@@ -19,7 +19,13 @@ import zarr
 from .._errors import ZarrsampleError, spelled
 from ._axes import guess_axes
 from ._image import Image, _native
-from ._locations import PICTURE_SUFFIXES, check_storage_options, location, open_path, source_text
+from ._locations import (
+    PICTURE_SUFFIXES,
+    check_storage_options,
+    location,
+    open_path,
+    source_text,
+)
 from ._ome import join_path, resolve_axes, resolve_node
 from ._placement import open_at_resolution
 from ._roi import parse_roi
