@@ -101,8 +101,8 @@ def read_run(
     request per run of inner chunks stored side by side, each shard's index
     read once per process, :mod:`..sources._shards`). Other images, and
     sharded arrays read by tensorstore (which fetches a shard's index once
-    per read call), read the bounding block of a run along the last axis at
-    once.
+    per read call), read the bounding box of the regions at once (a run
+    along the last axis, or the inner chunks of one shard).
     """
     if hasattr(image, "read_many") and (
         retry.retries or getattr(image, "backend", "") != "tensorstore" or not getattr(image, "is_sharded", False)
@@ -116,9 +116,13 @@ def read_run(
                     raise error
                 chunks[k] = retry.call(partial(_read_region, image, lo, hi), f"{image.name} {index}")
         return chunks
-    start, stop = regions[0][0], regions[-1][1]
-    block = _read_region(image, start, stop)
-    return [block[..., lo[-1] - start[-1] : hi[-1] - start[-1]] for lo, hi in regions]
+    start = tuple(min(lo[d] for lo, _ in regions) for d in range(len(regions[0][0])))
+    stop = tuple(max(hi[d] for _, hi in regions) for d in range(len(regions[0][0])))
+    block = _read_region(image, start, stop)  # the bounding box: a run, or a group of one shard
+    parts = [block[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))] for lo, hi in regions]
+    if sum(p.size for p in parts) < block.size:  # the box holds more: cached views must not keep it
+        parts = [p.copy() for p in parts]
+    return parts
 
 
 def assemble(cache: ChunkCache, source: Source, dest: np.ndarray, retry: RetryPolicy) -> None:

@@ -241,11 +241,16 @@ class Image:
 
     @property
     def shard_chunks(self) -> tuple[int, ...] | None:
-        """Inner chunks per shard along each axis when zarrsample reads the shards itself, else None.
+        """Inner chunks per shard along each axis of a sharded array read shard-aware, else None.
 
-        Loads of inner chunks of one shard are best grouped: they then cost
-        one request per run of chunks stored side by side.
+        Loads of inner chunks of one shard are best grouped: zarrsample's own
+        shard reader (zarr backend) then fetches one range per run of chunks
+        stored side by side, and tensorstore reads the shard's index once
+        per read call.
         """
+        if self.backend == "tensorstore" and self.is_sharded:
+            layout = self._array().chunk_layout
+            return tuple(w // r for w, r in zip(layout.write_chunk.shape, layout.read_chunk.shape))
         sharded = self._sharded()
         return None if sharded is None else sharded.per_shard
 
