@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral
 from typing import Any, Literal
@@ -210,6 +211,7 @@ class PatchDataset:
                 "patch_size against the image shape"
             )
         self._offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self._starts: list[int] = self._offsets.tolist()
         # Consecutive runs of one chunk, over all images: the unit of locality.
         runs = [np.diff(np.flatnonzero(np.diff(p.chunk_ids, prepend=-1, append=-1))) for p in self.plans]
         self._chunk_sizes = np.concatenate(runs).astype(np.int64) if runs else np.zeros(0, np.int64)
@@ -257,7 +259,7 @@ class PatchDataset:
         return self._sample(i)
 
     def _window(self, i: int) -> tuple[int, PatchPlan, np.ndarray, np.ndarray]:
-        k = int(np.searchsorted(self._offsets, i, side="right")) - 1
+        k = self._image_of(i)
         plan = self.plans[k]
         topleft = plan.toplefts[i - self._offsets[k]]
         pad = np.asarray(plan.pad, np.int64)
@@ -269,7 +271,7 @@ class PatchDataset:
         return self._read_sample(i)
 
     def _image_of(self, i: int) -> int:
-        return int(np.searchsorted(self._offsets, i, side="right")) - 1
+        return bisect.bisect_right(self._starts, i) - 1  # per sample: a list beats numpy on one int
 
     def _read_sample(self, i: int) -> Any:
         k, plan, start, stop = self._window(i)
