@@ -158,7 +158,7 @@ class _Terminal(io.StringIO):
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
-    """A single-level (3, 2048, 2048) zarr array: its preview is read and block-averaged, in 8 tiles."""
+    """A single-level (3, 2048, 2048) zarr array: its preview is read and block-averaged, in 64 tiles."""
     path = tmp_path_factory.mktemp("preview") / "plain.zarr"
     array = zarr.create_array(store=str(path), shape=(3, 2048, 2048), chunks=(3, 256, 256), dtype="uint8")
     array[...] = textured(2048, 2048)
@@ -170,7 +170,7 @@ def test_the_preview_shows_progress_on_a_terminal_only(plain, monkeypatch):
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     shown = np.asarray(render_preview(image, size=256, progress=True))
-    assert "preview: " in terminal.getvalue() and "/8 " in terminal.getvalue()  # tqdm drew a bar of 8 tiles
+    assert "preview: " in terminal.getvalue() and "/64 " in terminal.getvalue()  # tqdm drew a bar of 64 tiles
     pipe = io.StringIO()
     monkeypatch.setattr(sys, "stderr", pipe)
     assert np.array_equal(np.asarray(render_preview(image, size=256, progress=True)), shown)
@@ -200,7 +200,7 @@ def test_the_plan_command_shows_progress_on_a_tty_and_nothing_in_a_pipe(plain, t
         written += got
     os.close(master)
     assert child.wait(timeout=120) == 0, written
-    assert b"preview: " in written and b"/8 " in written, written
+    assert b"preview: " in written and b"/64 " in written, written
 
 
 def test_the_plan_is_printed_before_the_preview_is_read(plain, tmp_path):

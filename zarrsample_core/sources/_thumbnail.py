@@ -30,7 +30,7 @@ __all__ = ["choose_level", "open_level", "read_reduced", "reduce_factor", "spati
 #: Axes a view is block-averaged along (``Z`` is kept whole, like most pyramids).
 REDUCED_AXES = "YX"
 #: Bytes of source pixels up to which :func:`read_reduced` joins small chunks into one tile.
-TILE_BYTES = 4 * 2**20
+TILE_BYTES = 256 * 2**10
 #: Threads of :func:`read_reduced`: decoding releases the GIL, and remote reads wait.
 READ_THREADS = min(16, max(4, os.cpu_count() or 1))
 
@@ -245,12 +245,13 @@ def read_reduced(
 
     Notes
     -----
-    Reads chunk-aligned tiles (one chunk, or a run of small chunks up to
+    Reads chunk-aligned tiles (one chunk, or a run of chunks smaller than
     ``TILE_BYTES``) in ``threads`` threads; each thread sums its tile over
     the blocks of the image's ``factor`` grid (a block split between tiles
     is summed from both), so every chunk is decoded once whatever the
-    factor. zarr's direct chunk decoding, numcodecs and tensorstore release
-    the GIL, so the tiles decode in parallel. At most two tiles per thread
+    factor. A one-chunk tile of a local zarr array is decoded directly by
+    numcodecs (:mod:`._direct`), which releases the GIL, as tensorstore
+    does: the tiles decode in parallel. At most two tiles per thread
     are in flight: memory is about ``2 * threads`` tiles plus the float64
     output, never the whole image.
 
