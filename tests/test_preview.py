@@ -20,6 +20,7 @@ from PIL import Image as PILImage
 from reference import patch_density as naive_density
 
 from zarrsample_core import ImageCollection, PatchSampler, open_image
+from zarrsample_core.cli import _preview
 from zarrsample_core.cli._preview import (
     DENSITY_ALPHA,
     OUTLINE_ALPHA,
@@ -67,6 +68,12 @@ def test_patch_density_matches_the_naive_area_sums(h, w, big_h, big_w, data):
     got = patch_density((h, w), (big_h, big_w), start, stop)
     assert got.shape == (h, w)
     assert np.allclose(got, naive_density((h, w), (big_h, big_w), start, stop), rtol=0, atol=1e-9)
+    batch = _preview.DENSITY_BATCH
+    try:
+        _preview.DENSITY_BATCH = 2  # patches two at a time: the batches add up to the same
+        assert np.allclose(patch_density((h, w), (big_h, big_w), start, stop), got, rtol=0, atol=1e-9)
+    finally:
+        _preview.DENSITY_BATCH = batch
 
 
 def test_tiny_patches_are_a_density_map_that_keeps_the_image():

@@ -36,6 +36,8 @@ OUTLINE_ALPHA = 0.7
 DENSITY_ALPHA = 0.6
 #: Patches narrower than this many preview pixels (along Y or X) are drawn as a density map.
 OUTLINE_MIN_PIXELS = 4
+#: Patches :func:`patch_density` takes at a time.
+DENSITY_BATCH = 2**16
 #: RGB blended over mask pixels, with weight ``MASK_ALPHA``.
 MASK_COLOUR = (0, 170, 90)
 MASK_ALPHA = 0.35
@@ -178,8 +180,9 @@ def patch_density(
     -----
     The overlap of a patch with the canvas is nine rectangles of constant
     weight (first, inner and last pixels along each axis), added to a
-    difference array with :func:`numpy.bincount`: O(n + height * width), no
-    loop over patches.
+    difference array with :func:`numpy.bincount`: O(n + height * width)
+    time, no loop over patches; memory O(``DENSITY_BATCH`` + height * width)
+    (patches are taken ``DENSITY_BATCH`` at a time).
 
     Examples
     --------
@@ -188,15 +191,18 @@ def patch_density(
            [0.  , 0.5 , 1.  , 1.  ]])
     """
     h, w = shape
-    (y0, x0), (y1, x1) = np.asarray(start, np.int64).T, np.asarray(stop, np.int64).T
-    rows, cols = _segments(y0, y1, h, int(extent[0])), _segments(x0, x1, w, int(extent[1]))
-    index, weight = [], []
-    for ya, yb, wy in rows:
-        for xa, xb, wx in cols:
-            area = (wy * wx).astype(np.float64)
-            index += [ya * (w + 1) + xa, ya * (w + 1) + xb, yb * (w + 1) + xa, yb * (w + 1) + xb]
-            weight += [area, -area, -area, area]
-    difference = np.bincount(np.concatenate(index), np.concatenate(weight), minlength=(h + 1) * (w + 1))
+    start, stop = np.asarray(start, np.int64), np.asarray(stop, np.int64)
+    difference = np.zeros((h + 1) * (w + 1), np.float64)
+    for first in range(0, len(start), DENSITY_BATCH):  # batches bound the memory, not the work
+        (y0, x0), (y1, x1) = start[first : first + DENSITY_BATCH].T, stop[first : first + DENSITY_BATCH].T
+        rows, cols = _segments(y0, y1, h, int(extent[0])), _segments(x0, x1, w, int(extent[1]))
+        index, weight = [], []
+        for ya, yb, wy in rows:
+            for xa, xb, wx in cols:
+                area = (wy * wx).astype(np.float64)
+                index += [ya * (w + 1) + xa, ya * (w + 1) + xb, yb * (w + 1) + xa, yb * (w + 1) + xb]
+                weight += [area, -area, -area, area]
+        difference += np.bincount(np.concatenate(index), np.concatenate(weight), minlength=len(difference))
     total = difference.reshape(h + 1, w + 1).cumsum(axis=0).cumsum(axis=1)[:h, :w]
     return np.maximum(total / (float(extent[0]) * float(extent[1])), 0.0)  # no -0.0 from rounding
 
