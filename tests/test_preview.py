@@ -128,22 +128,28 @@ def test_outlines_that_would_cover_most_of_the_image_are_a_density_map():
 # -- the thumbnail of a single-level image ----------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(1, 45), st.integers(1, 45), st.integers(2, 9), st.integers(1, 13), st.integers(1, 13),
-       st.integers(1, 3), st.integers(0, 2**32 - 1))
-def test_the_threaded_thumbnail_is_the_block_means(height, width, factor, chunk_y, chunk_x, chunk_c, seed):
-    data = np.random.default_rng(seed).integers(0, 256, (3, height, width)).astype(np.uint8)
-    array = zarr.create_array(store=zarr.storage.MemoryStore(), shape=data.shape, chunks=(chunk_c, chunk_y, chunk_x),
-                              dtype="uint8")
-    array[...] = data
-    image = open_image(array, axes="CYX")
+def block_means(data, factor):
+    """Means of ``factor``-blocks over Y and X of a CYX array, partial blocks at the far border."""
+    _, height, width = data.shape
     out_h, out_w = -(-height // factor), -(-width // factor)
     padded = np.zeros((3, out_h * factor, out_w * factor))
     padded[:, :height, :width] = data
     counts = np.zeros(padded.shape[1:])
     counts[:height, :width] = 1
     sums = padded.reshape(3, out_h, factor, out_w, factor).sum(axis=(2, 4))
-    expected = sums / counts.reshape(out_h, factor, out_w, factor).sum(axis=(1, 3))
+    return sums / counts.reshape(out_h, factor, out_w, factor).sum(axis=(1, 3))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 45), st.integers(1, 45), st.integers(2, 9), st.integers(1, 13), st.integers(1, 13),
+       st.integers(1, 3), st.sampled_from(["uint8", "uint16", "float32"]), st.integers(0, 2**32 - 1))
+def test_the_threaded_thumbnail_is_the_block_means(height, width, factor, chunk_y, chunk_x, chunk_c, dtype, seed):
+    data = np.random.default_rng(seed).integers(0, 256 if dtype == "uint8" else 60000, (3, height, width)).astype(dtype)
+    array = zarr.create_array(store=zarr.storage.MemoryStore(), shape=data.shape, chunks=(chunk_c, chunk_y, chunk_x),
+                              dtype=dtype)
+    array[...] = data
+    image = open_image(array, axes="CYX")
+    expected = block_means(data, factor)
     one = read_reduced(image, factor, threads=1)
     old = _thumbnail.TILE_BYTES
     try:
@@ -153,6 +159,14 @@ def test_the_threaded_thumbnail_is_the_block_means(height, width, factor, chunk_
         _thumbnail.TILE_BYTES = old
     assert one.shape == many.shape == expected.shape
     assert np.allclose(one, expected, rtol=0, atol=1e-9) and np.allclose(many, expected, rtol=0, atol=1e-9)
+
+
+def test_bright_bytes_summed_over_long_blocks_do_not_overflow():
+    data = np.full((3, 600, 700), 255, np.uint8)  # 258 * 255 > 65535: sums beyond uint16
+    data[:, :, ::2] = 254
+    image = open_image(data, axes="CYX")
+    for factor in (257, 258, 300):
+        assert np.array_equal(read_reduced(image, factor), block_means(data, factor))
 
 
 # -- progress and order on the command line ---------------------------------------------------
