@@ -71,3 +71,20 @@ def reference_plan(
         rows.append((topleft, chunk_id, cover))
     rows.sort(key=lambda r: (r[1], r[0]))
     return rows
+
+
+def patch_density(shape, extent, start, stop) -> np.ndarray:
+    """Patch area over each canvas pixel's image region, over the region's area, by loops.
+
+    Canvas pixel ``(i, j)`` shows ``[i * H / h, (i + 1) * H / h)`` by
+    ``[j * W / w, (j + 1) * W / w)`` of an image of ``extent = (H, W)``.
+    """
+    (h, w), (big_h, big_w) = shape, extent
+    out = np.zeros(shape)
+    for (y0, x0), (y1, x1) in zip(np.asarray(start).tolist(), np.asarray(stop).tolist()):
+        for i in range(h):
+            for j in range(w):
+                dy = interval_overlap(Fraction(y0), Fraction(y1), Fraction(i * big_h, h), Fraction((i + 1) * big_h, h))
+                dx = interval_overlap(Fraction(x0), Fraction(x1), Fraction(j * big_w, w), Fraction((j + 1) * big_w, w))
+                out[i, j] += dy * dx / (Fraction(big_h, h) * Fraction(big_w, w))
+    return out

@@ -1,4 +1,4 @@
-"""The zarrsample command line, driven as a subprocess: info, plan, previews, demo, errors."""
+"""The zarrsample command line (its main() in this process, or a subprocess): info, plan, previews, demo, errors."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from zarrsample_core import (
 from zarrsample_core.cli._preview import (
     MASK_ALPHA,
     MASK_COLOUR,
+    OUTLINE_ALPHA,
     PATCH_COLOUR,
     patch_outlines,
     render_preview,
@@ -201,9 +202,13 @@ def test_plan_preview_draws_patches_over_the_mask(data, tmp_path):
     picture = np.asarray(PILImage.open(out).convert("RGB"))
     assert picture.shape == (300, 300, 3)
     image = open_image(data["slide"])
-    coll = ImageCollection({"images": image, "masks": tissue_mask(image)}, spatial_axes="YX")
+    mask = tissue_mask(image)
+    coll = ImageCollection({"images": image, "masks": mask}, spatial_axes="YX")
     plan = PatchSampler(128, min_area=0.5, spatial_axes="YX").plan(coll)
-    drawn = np.all(picture == PATCH_COLOUR, axis=-1)
+    base = np.asarray(render_preview(image, mask=mask, size=300))  # the same without patches
+    drawn = np.any(picture != base, axis=-1)
+    outline = np.rint((1 - OUTLINE_ALPHA) * base + OUTLINE_ALPHA * np.asarray(PATCH_COLOUR)).astype(np.uint8)
+    assert np.array_equal(picture[drawn], outline[drawn])  # translucent outlines over the image and mask
     corners = plan.toplefts * 300 // 1024
     assert drawn[corners[:, 0], corners[:, 1]].all()  # every patch's top-left corner is outlined
     far = np.ones((300, 300), bool)  # pixels at least 2 preview pixels from any patch

@@ -174,20 +174,29 @@ def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for path in progress(args.paths, total=len(args.paths), desc="planning", unit="image", quiet=quiet):
         result, last = _plan_one(path, args, sampler)
         results.append(result)
-    preview = None
+    summary = {
+        "sampler": repr(sampler), "patches": sum(r["patches"] for r in results),
+        "chunk_tiles": sum(r["chunk_tiles"] for r in results), "images": results, "preview": None,
+    }
+    if not args.json:  # the plan first: a preview of a large image takes a while to read
+        _print_plan(summary)
     if args.preview:
         from ._preview import write_preview
 
         image, mask, plan = last
-        width, height = write_preview(args.preview, image, plan=plan, mask=mask, size=args.preview_size)
-        preview = {"path": args.preview, "width": width, "height": height}
-    summary = {
-        "sampler": repr(sampler), "patches": sum(r["patches"] for r in results),
-        "chunk_tiles": sum(r["chunk_tiles"] for r in results), "images": results, "preview": preview,
-    }
+        width, height = write_preview(args.preview, image, plan=plan, mask=mask, size=args.preview_size,
+                                      progress=not args.quiet)
+        summary["preview"] = {"path": args.preview, "width": width, "height": height}
+        if not args.json:
+            print(f"preview: {args.preview} ({width} x {height})")
     if args.json:
         print(json.dumps(summary))
-        return 0
+    return 0
+
+
+def _print_plan(summary: dict[str, Any]) -> None:
+    """The plan report of ``zarrsample plan`` as text, flushed."""
+    results = summary["images"]
     print(f"sampler: {summary['sampler']}")
     for r in results:
         print(f"{r['path']}: level {r['level']}, axes {r['axes']}, shape {tuple(r['shape'])}, "
@@ -204,9 +213,7 @@ def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if len(results) > 1:
         print(f"total: {summary['patches']} patches in {summary['chunk_tiles']} chunk tiles of "
               f"{len(results)} images")
-    if preview is not None:
-        print(f"preview: {preview['path']} ({preview['width']} x {preview['height']})")
-    return 0
+    sys.stdout.flush()
 
 
 # -- demo --------------------------------------------------------------------------------------
@@ -270,7 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mask coverage needed: a fraction in [0, 1) of the patch area, or a count "
                       ">= 1 of image pixels (default 1: one pixel, as PatchSampler's min_area)")
     plan.add_argument("--allow-incomplete", action="store_true", help="keep patches crossing the border")
-    plan.add_argument("--preview", metavar="PNG", type=png_path, help="write a PNG of the image, mask and patches")
+    plan.add_argument("--preview", metavar="PNG", type=png_path,
+                      help="write a PNG of the image, mask and patches (after the plan is printed): patch "
+                      "outlines where a patch is at least 4 preview pixels wide, a translucent density "
+                      "map of the patch area where patches are smaller")
     plan.add_argument("--preview-size", type=positive, default=1024,
                       help="longest side of the preview, pixels (default 1024)")
     plan.add_argument("--json", action="store_true", help="print one JSON object")

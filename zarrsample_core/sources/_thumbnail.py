@@ -10,7 +10,10 @@ memory.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import zarr
@@ -26,8 +29,13 @@ __all__ = ["choose_level", "open_level", "read_reduced", "reduce_factor", "spati
 
 #: Axes a view is block-averaged along (``Z`` is kept whole, like most pyramids).
 REDUCED_AXES = "YX"
-#: Bytes of source pixels read per tile by :func:`read_reduced`.
-TILE_BYTES = 64 * 2**20
+#: Bytes of source pixels up to which :func:`read_reduced` joins small chunks into one tile.
+TILE_BYTES = 256 * 2**10
+#: Threads of :func:`read_reduced`: decoding releases the GIL, and remote reads wait.
+READ_THREADS = min(16, max(4, os.cpu_count() or 1))
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def spatial_letters(axes: str) -> str:
@@ -163,7 +171,60 @@ def _parent_group(image: Image) -> Any:
     return zarr.open_group(store=array.store, path=array.path.rpartition("/")[0], mode="r")
 
 
-def read_reduced(image: Image, factor: int, *, progress: str | None = None) -> np.ndarray:
+def _tiles(image: Image, reduced: list[int]) -> np.ndarray:
+    """``(n, 2, ndim)`` start and stop of chunk-aligned tiles covering ``image``.
+
+    A tile is one storage chunk, widened along the last reduced axis to
+    whole chunks up to ``TILE_BYTES``.
+    """
+    steps = [max(1, min(int(c), n)) for c, n in zip(image.chunks, image.shape)]
+    chunk_bytes = int(np.prod(steps)) * image.dtype.itemsize
+    steps[reduced[-1]] *= max(1, TILE_BYTES // max(1, chunk_bytes))
+    starts = [np.arange(0, n, s, dtype=np.int64) for n, s in zip(image.shape, steps)]
+    first = np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, image.ndim)
+    last = np.minimum(first + np.asarray(steps, np.int64), np.asarray(image.shape, np.int64))
+    return np.stack([first, last], axis=1)
+
+
+def _sum_blocks(block: np.ndarray, k: int, start: int, factor: int, dtype: Any = np.float64) -> np.ndarray:
+    """Sums of ``block`` along axis ``k`` over the ``factor``-blocks of the image grid.
+
+    ``block`` starts at pixel ``start`` of the image along ``k``; a block of
+    the grid cut by either end of ``block`` is summed over the part inside,
+    in ``dtype``.
+    """
+    n = block.shape[k]
+    head = min((-start) % factor, n)  # pixels before the first edge of the grid
+    body = (n - head) // factor * factor
+    parts = []
+    if head:
+        parts.append(block[(slice(None),) * k + (slice(0, head),)].sum(axis=k, keepdims=True, dtype=dtype))
+    if body:
+        whole = block[(slice(None),) * k + (slice(head, head + body),)]
+        split = whole.shape[:k] + (body // factor, factor) + whole.shape[k + 1 :]
+        parts.append(whole.reshape(split).sum(axis=k + 1, dtype=dtype))
+    if head + body < n:
+        parts.append(block[(slice(None),) * k + (slice(head + body, n),)].sum(axis=k, keepdims=True, dtype=dtype))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=k)
+
+
+def _block_sums(image: Image, tile: np.ndarray, reduced: list[int], factor: int) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Sums over the ``factor``-blocks of the image grid that one tile holds, and where they go."""
+    selection = tuple(slice(int(a), int(b)) for a, b in tile.T)
+    block: np.ndarray = image.read(selection)
+    target = list(selection)
+    # Bytes and booleans summed over one axis fit uint16 exactly: a few times faster than float64.
+    small = block.dtype.kind in "bu" and block.dtype.itemsize == 1 and factor <= 257
+    for i, k in enumerate(reduced):
+        start, stop = selection[k].start, selection[k].stop
+        block = _sum_blocks(block, k, start, factor, np.uint16 if small and i == 0 else np.float64)
+        target[k] = slice(start // factor, (stop - 1) // factor + 1)
+    return tuple(target), block
+
+
+def read_reduced(
+    image: Image, factor: int, *, progress: str | None = None, threads: int | None = None
+) -> np.ndarray:
     """Read ``image`` block-averaged by ``factor`` along ``Y`` and ``X``.
 
     Parameters
@@ -176,6 +237,8 @@ def read_reduced(image: Image, factor: int, *, progress: str | None = None) -> n
     progress : str, optional
         Show a progress bar over the tiles with this description (on a
         terminal, with tqdm installed; see :func:`zarrsample_core._progress.progress`).
+    threads : int, optional
+        Threads reading and reducing tiles; default ``READ_THREADS``.
 
     Returns
     -------
@@ -185,8 +248,15 @@ def read_reduced(image: Image, factor: int, *, progress: str | None = None) -> n
 
     Notes
     -----
-    Reads tiles of about ``TILE_BYTES`` aligned to the storage chunks and
-    to ``factor``; memory is one tile plus the output.
+    Reads chunk-aligned tiles (one chunk, or a run of chunks smaller than
+    ``TILE_BYTES``) in ``threads`` threads; each thread sums its tile over
+    the blocks of the image's ``factor`` grid (a block split between tiles
+    is summed from both), so every chunk is decoded once whatever the
+    factor. A one-chunk tile of a local zarr array is decoded directly by
+    numcodecs (:mod:`._direct`), which releases the GIL, as tensorstore
+    does: the tiles decode in parallel. At most two tiles per thread
+    are in flight: memory is about ``2 * threads`` tiles plus the float64
+    output, never the whole image.
 
     Examples
     --------
@@ -197,33 +267,37 @@ def read_reduced(image: Image, factor: int, *, progress: str | None = None) -> n
            [20.5, 22.5, 24. ]])
     """
     factor = check_int(factor, "factor", minimum=1)
+    threads = READ_THREADS if threads is None else check_int(threads, "threads", minimum=1)
     reduced = [k for k, a in enumerate(image.axes) if a in REDUCED_AXES]
     if factor == 1 or not reduced:
         return image.read()
-    out_shape = [-(-n // factor) if k in reduced else n for k, n in enumerate(image.shape)]
-    out = np.zeros(out_shape, dtype=np.float64)
-    steps = {k: factor * -(-int(image.chunks[k]) // factor) for k in reduced}
-    other = int(np.prod([n for k, n in enumerate(image.shape) if k not in reduced]))
-    # Widen tiles along the last reduced axis up to the byte budget.
-    tile_bytes = int(np.prod([steps[k] for k in reduced])) * other * image.dtype.itemsize
-    steps[reduced[-1]] *= max(1, TILE_BYTES // max(1, tile_bytes))
-    starts = [range(0, image.shape[k], steps[k]) for k in reduced]
-    corners = np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, len(reduced))
-    for corner in progress_bar(corners, total=len(corners), desc=progress or "", unit="tile",
-                               quiet=progress is None or len(corners) < 2):
-        selection = [slice(None)] * image.ndim
-        target = [slice(None)] * image.ndim
-        for k, start in zip(reduced, corner.tolist()):
-            stop = min(start + steps[k], image.shape[k])
-            selection[k] = slice(start, stop)
-            target[k] = slice(start // factor, -(-stop // factor))
-        block = image.read(tuple(selection)).astype(np.float64)
-        count = np.ones([1] * block.ndim)
-        for k in reduced:
-            n = block.shape[k]
-            edges = np.arange(0, n, factor)
-            block = np.add.reduceat(block, edges, axis=k)
-            sizes = np.minimum(edges + factor, n) - edges
-            count = count * sizes.reshape([len(sizes) if j == k else 1 for j in range(block.ndim)])
-        out[tuple(target)] = block / count
+    tiles = _tiles(image, reduced)
+    out = np.zeros([-(-n // factor) if k in reduced else n for k, n in enumerate(image.shape)], np.float64)
+    sums = _in_threads(lambda tile: _block_sums(image, tile, reduced, factor), list(tiles), threads)
+    for target, block in progress_bar(sums, total=len(tiles), desc=progress or "", unit="tile",
+                                      quiet=progress is None or len(tiles) < 2):
+        out[target] += block
+    for k in reduced:  # divide by the pixels each block holds (fewer at the far border)
+        n = image.shape[k]
+        sizes = np.minimum(factor, n - np.arange(0, n, factor)).astype(np.float64)
+        out /= sizes.reshape([-1 if j == k else 1 for j in range(out.ndim)])
     return out
+
+
+def _in_threads(work: Callable[[T], R], items: Sequence[T], threads: int) -> Iterator[R]:
+    """``work(item)`` for every item in order, in ``threads`` threads, at most ``2 * threads`` ahead."""
+    if threads == 1 or len(items) < 2:
+        yield from map(work, items)
+        return
+    with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="zarrsample-thumbnail") as pool:
+        pending: deque[Future[R]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(work, item))
+                if len(pending) >= 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # an error or an abandoned generator: drop the reads not started
+            for future in pending:
+                future.cancel()
