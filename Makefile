@@ -20,10 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/zarrsample demo
 
-# Two worker processes (pytest-xdist), one test file each at a time: files that fork
-# DataLoader workers are handed out first (see tests/conftest.py).
+# Two worker processes (pytest-xdist), one test file each at a time. Tests that fork
+# DataLoader workers run in a session of their own, where nothing has started jax
+# (see tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile -m forking
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not forking"
 
 # Type-check the core with the [tool.mypy] settings of pyproject.toml.
 lint: $(STAMP)

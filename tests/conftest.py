@@ -141,14 +141,19 @@ def flaky_server(root, monkeypatch, *, fail_every=3, mode="503"):
 FORKING_TESTS = ("test_torch.py", "test_soak.py", "test_workers.py", "test_s3.py")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
-    """Run the tests that fork DataLoader workers before any test imports jax.
+    """Run the tests that fork DataLoader workers before any test uses jax; mark them ``forking``.
 
-    jax starts threads when imported; a later ``fork()`` in the same process
-    (the default start method of torch's DataLoader workers) may deadlock.
-    With ``-n 2 --dist loadfile`` (``make test``) the files are handed to the
-    two workers in this order, so each worker runs its forking files first.
+    jax starts threads once it computes; a later ``fork()`` in the same
+    process (the default start method of torch's DataLoader workers) may
+    deadlock. In one process the order below keeps them apart. pytest-xdist
+    hands files to its workers in its own order, so ``make test`` runs
+    ``-m forking`` and ``-m "not forking"`` as two sessions.
     """
+    for item in items:
+        if item.path.name in FORKING_TESTS:
+            item.add_marker(pytest.mark.forking)
     items.sort(key=lambda item: 0 if item.path.name in FORKING_TESTS else 1)
 
 
