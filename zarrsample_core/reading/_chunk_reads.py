@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,10 @@ from ._faults import RetryPolicy, _Exhausted, chunk_read_error, is_transient
 if TYPE_CHECKING:
     from ..sources._collection import ImageLike
 
-__all__ = ["ChunkRequest", "Range", "Source", "assemble", "chunk_ranges", "chunk_runs", "read_run", "shard_groups"]
+__all__ = [
+    "ChunkRequest", "Range", "Source", "assemble", "chunk_ranges", "chunk_runs", "load_groups", "read_run",
+    "shard_groups", "window_requests",
+]
 
 #: ``(start, stop)`` of a region, one int per image axis.
 Range = tuple[tuple[int, ...], tuple[int, ...]]
@@ -75,6 +78,42 @@ def chunk_runs(indices: list[tuple[int, ...]], longest: int = 8) -> list[list[tu
         else:
             runs.append([index])
     return runs
+
+
+def window_requests(sources: Iterable[Source]) -> list[ChunkRequest]:
+    """The storage chunks the sources of one window load (images in memory have none)."""
+    requests: list[ChunkRequest] = []
+    for source in sources:
+        if source.image.backend == "numpy":
+            continue
+        itemsize = source.image.dtype.itemsize
+        for index, lo, hi in chunk_ranges(source):
+            nbytes = itemsize * int(np.prod([b - a for a, b in zip(lo, hi)]))
+            requests.append(((*source.prefix, index), source.image, lo, hi, nbytes))
+    return requests
+
+
+def load_groups(
+    requests: Sequence[ChunkRequest], cache: ChunkCache, run_bytes: int
+) -> Iterator[tuple[ImageLike, list[Range], list[tuple[Any, ...]]]]:
+    """The uncached chunks of ``requests`` as loads: ``(image, regions, cache keys)`` each.
+
+    Neighbours along the last axis go together (inner chunks of one shard,
+    for images read shard-aware), at most ``run_bytes`` of them (and 8
+    chunks of a run): loads in flight are held beside the cache.
+    """
+    wanted: dict[tuple[Any, ...], tuple[ImageLike, dict[tuple[int, ...], Range]]] = {}
+    largest: dict[tuple[Any, ...], int] = {}
+    for chunk_key, image, lo, hi, nbytes in requests:
+        if chunk_key not in cache:
+            wanted.setdefault(chunk_key[:-1], (image, {}))[1][chunk_key[-1]] = (lo, hi)
+            largest[chunk_key[:-1]] = max(largest.get(chunk_key[:-1], 0), nbytes)
+    for prefix, (image, chunks) in wanted.items():
+        most = max(1, run_bytes // max(largest[prefix], 1))
+        per_shard = getattr(image, "shard_chunks", None)
+        runs = shard_groups(sorted(chunks), per_shard, most) if per_shard else chunk_runs(sorted(chunks), min(8, most))
+        for run in runs:
+            yield image, [chunks[i] for i in run], [(*prefix, index) for index in run]
 
 
 def shard_groups(

@@ -25,13 +25,11 @@ from .._errors import ZarrsampleError
 from ._cache import ChunkCache
 from ._chunk_reads import (
     ChunkRequest,
-    Range,
     Source,
     assemble,
-    chunk_ranges,
-    chunk_runs,
+    load_groups,
     read_run,
-    shard_groups,
+    window_requests,
 )
 from ._faults import RetryPolicy
 from ._padding import (
@@ -43,7 +41,7 @@ from ._reader_checks import check_output_axes
 from ._windows import image_view, output_shape, window_sources
 
 if TYPE_CHECKING:
-    from ..sources._collection import ImageCollection, ImageLike
+    from ..sources._collection import ImageCollection
 
 __all__ = ["PatchReader"]
 
@@ -318,15 +316,7 @@ class PatchReader:
         budgets bytes: pass them to :meth:`schedule`, and :meth:`pin` their
         keys while they are still to be read.
         """
-        requests: list[ChunkRequest] = []
-        for source in self._sources(collection, start, stop, spatial_axes, key):
-            if source.image.backend == "numpy":
-                continue
-            itemsize = source.image.dtype.itemsize
-            for index, lo, hi in chunk_ranges(source):
-                nbytes = itemsize * int(np.prod([b - a for a, b in zip(lo, hi)]))
-                requests.append(((*source.prefix, index), source.image, lo, hi, nbytes))
-        return requests
+        return window_requests(self._sources(collection, start, stop, spatial_axes, key))
 
     def schedule(self, requests: Sequence[ChunkRequest]) -> None:
         """Start loading these chunks in background threads (see :meth:`prefetch`).
@@ -346,24 +336,9 @@ class PatchReader:
                 # The threads end with the reader, dropping loads not started.
                 weakref.finalize(self, self._executor.shutdown, wait=False, cancel_futures=True)
             executor = self._executor
-        wanted: dict[tuple[Any, ...], tuple[ImageLike, dict[tuple[int, ...], Range]]] = {}
-        largest: dict[tuple[Any, ...], int] = {}
-        for chunk_key, image, lo, hi, nbytes in requests:
-            if chunk_key not in cache:
-                wanted.setdefault(chunk_key[:-1], (image, {}))[1][chunk_key[-1]] = (lo, hi)
-                largest[chunk_key[:-1]] = max(largest.get(chunk_key[:-1], 0), nbytes)
-        for prefix, (image, chunks) in wanted.items():
-            # Loads in flight are held beside the cache: at most RUN_BYTES per thread.
-            longest = max(1, min(8, RUN_BYTES // max(largest[prefix], 1)))
-            per_shard = getattr(image, "shard_chunks", None)
-            runs = (
-                shard_groups(sorted(chunks), per_shard, max(1, RUN_BYTES // max(largest[prefix], 1)))
-                if per_shard else chunk_runs(sorted(chunks), longest)
-            )
-            for run in runs:
-                keys = [(*prefix, index) for index in run]
-                load = partial(read_run, image, [chunks[i] for i in run], self.retry, run)
-                cache.schedule_group(keys, load, executor)
+        for image, regions, keys in load_groups(requests, cache, RUN_BYTES):
+            run = [key[-1] for key in keys]
+            cache.schedule_group(keys, partial(read_run, image, regions, self.retry, run), executor)
 
     def pin(self, keys: Sequence[Any]) -> None:
         """Keep these chunks cached until :meth:`unpin` (see :meth:`._cache.ChunkCache.pin`)."""
