@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/faults.py
 	$(PY) benchmarks/wsi.py
+	$(PY) benchmarks/remote.py
+	$(PY) benchmarks/preview.py
 
 $(REF_STAMP): benchmarks/reference-constraints.txt
 	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
