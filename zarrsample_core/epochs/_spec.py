@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ZarrsampleError
+from ..reading._windows import ordered_shape
 from ..sources._placement import map_window
 
 __all__ = ["sample_spec"]
@@ -32,14 +33,7 @@ def _modality_shape(collection: Any, name: str, plan: Any, output_axes: Mapping[
     maps = collection.window_maps(name, axes)
     scaled = {a: map_window(0, w, amap)[1] for a, w, amap in zip(axes, window, maps)}
     sizes = {a: scaled.get(a, int(m)) for a, m in zip(image.axes, image.shape)}
-    target = output_axes.get(name, image.axes)
-    wide = {a: s for a, s in sizes.items() if a not in target and s != 1}
-    if wide:
-        raise ZarrsampleError(
-            f"output_axes[{name!r}]={target!r} drops axes whose window is longer than 1: {wide} "
-            f"(modality axes {image.axes!r})"
-        )
-    return tuple(sizes.get(a, 1) for a in target)
+    return ordered_shape(name, image.axes, sizes, output_axes)
 
 
 def _collection_spec(dataset: Any, k: int) -> SampleSpec:

@@ -20,7 +20,7 @@ from ._reader_checks import check_spatial_axes, check_window_vector
 if TYPE_CHECKING:
     from ..sources._collection import ImageCollection
 
-__all__ = ["image_view", "output_shape", "window_sources"]
+__all__ = ["image_view", "ordered_shape", "output_shape", "window_sources"]
 
 
 def window_sources(
@@ -62,13 +62,24 @@ def window_sources(
 
 def output_shape(source: Source, output_axes: Mapping[str, str]) -> tuple[int, ...]:
     """The shape a read of ``source`` returns, in output axis order."""
-    axes = source.image.axes
-    sizes = dict(zip(axes, source.sizes))
-    target = output_axes.get(source.name, axes)
+    return ordered_shape(source.name, source.image.axes, dict(zip(source.image.axes, source.sizes)), output_axes)
+
+
+def ordered_shape(
+    name: str, axes: str, sizes: Mapping[str, int], output_axes: Mapping[str, str]
+) -> tuple[int, ...]:
+    """Window ``sizes`` (per letter of the modality's ``axes``) in its output axis order.
+
+    Raises
+    ------
+    ZarrsampleError
+        ``output_axes[name]`` drops an axis whose window is longer than 1.
+    """
+    target = output_axes.get(name, axes)
     wide = {a: s for a, s in sizes.items() if a not in target and s != 1}
     if wide:
         raise ZarrsampleError(
-            f"output_axes[{source.name!r}]={target!r} drops axes whose window is longer "
+            f"output_axes[{name!r}]={target!r} drops axes whose window is longer "
             f"than 1: {wide} (modality axes {axes!r})"
         )
     return tuple(sizes.get(a, 1) for a in target)
