@@ -85,6 +85,7 @@ def range_server(root, *, latency: float = 0.0, required_header: tuple[str, str]
     with a Range header; ``server.latency`` seconds are added to each GET;
     with ``required_header`` (name, value), a GET without it is refused (403).
     """
+    saved = dict(os.environ)
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         os.environ.pop(var, None)
     os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1"
@@ -100,3 +101,5 @@ def range_server(root, *, latency: float = 0.0, required_header: tuple[str, str]
     finally:
         server.shutdown()
         server.server_close()
+        os.environ.clear()
+        os.environ.update(saved)  # the proxy settings of the process, as they were
