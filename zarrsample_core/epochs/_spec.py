@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ZarrsampleError
-from ..reading._windows import ordered_shape
+from ..reading._windows import ordered_shape, returned_modalities
 from ..sources._placement import map_window
 
 __all__ = ["sample_spec"]
@@ -39,13 +39,7 @@ def _modality_shape(collection: Any, name: str, plan: Any, output_axes: Mapping[
 def _collection_spec(dataset: Any, k: int) -> SampleSpec:
     collection, plan = dataset.collections[k], dataset.plans[k]
     output_axes = dataset.reader.output_axes
-    names = [n for n in collection if n != collection.mask_name]
-    unknown = sorted(set(output_axes) - set(names))
-    if unknown:
-        raise ZarrsampleError(
-            f"output_axes names modalities {unknown} that collection {k} does not return; "
-            f"modalities: {names}"
-        )
+    names = returned_modalities(collection, output_axes, f"collection {k}")
     spec: SampleSpec = {
         name: (_modality_shape(collection, name, plan, output_axes), np.dtype(collection[name].dtype))
         for name in names

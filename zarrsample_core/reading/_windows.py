@@ -20,7 +20,7 @@ from ._reader_checks import check_spatial_axes, check_window_vector
 if TYPE_CHECKING:
     from ..sources._collection import ImageCollection
 
-__all__ = ["image_view", "ordered_shape", "output_shape", "window_sources"]
+__all__ = ["image_view", "ordered_shape", "output_shape", "returned_modalities", "window_sources"]
 
 
 def window_sources(
@@ -37,13 +37,7 @@ def window_sources(
             f"stop must be > start on every axis, got start={start_v} stop={stop_v} "
             f"(empty on axes {bad})"
         )
-    names = [n for n in collection if n != collection.mask_name]
-    unknown = sorted(set(output_axes) - set(names))
-    if unknown:
-        raise ZarrsampleError(
-            f"output_axes names modalities {unknown} that the collection does not return; "
-            f"modalities: {names}"
-        )
+    names = returned_modalities(collection, output_axes)
     window = (tuple(start_v), tuple(stop_v))
     for name in names:
         image = collection[name]
@@ -58,6 +52,25 @@ def window_sources(
             name, image, (key, name, identity), sizes, lo, hi, dst, gathers, any(padded), window,
             spatial_axes,
         )
+
+
+def returned_modalities(
+    collection: ImageCollection, output_axes: Mapping[str, str], who: str = "the collection"
+) -> list[str]:
+    """The modalities a read returns (all but the mask), checking that ``output_axes`` names only them.
+
+    Raises
+    ------
+    ZarrsampleError
+        ``output_axes`` names a modality the read does not return (``who`` names the collection).
+    """
+    names = [n for n in collection if n != collection.mask_name]
+    unknown = sorted(set(output_axes) - set(names))
+    if unknown:
+        raise ZarrsampleError(
+            f"output_axes names modalities {unknown} that {who} does not return; modalities: {names}"
+        )
+    return names
 
 
 def output_shape(source: Source, output_axes: Mapping[str, str]) -> tuple[int, ...]:
