@@ -100,7 +100,6 @@ class ReadAhead:
                 return
             p = max(self._until, position)
             limit = min(len(self._indices), position + lookahead)
-            pinned: list[Any] = []
             self._full = "count"
             while p < limit:
                 if self._next is not None and self._next[0] == p:
@@ -112,18 +111,18 @@ class ReadAhead:
                 if self._window and self._bytes + extra > budget:
                     self._next, self._full = (p, requests), "bytes"
                     break
-                for key in {r[0] for r in requests}:
+                keys = list(dict.fromkeys(r[0] for r in requests))
+                for key in keys:
                     self._held[key] = self._held.get(key, 0) + 1
                 for key, r in new.items():
                     self._sizes[key] = r[4]
-                pinned += new
                 self._bytes += extra
-                self._window.append((p, list({r[0] for r in requests})))
+                self._window.append((p, keys))
                 fresh += new.values()
                 p += 1
             self._until = p
-            if pinned:
-                reader.pin(pinned)
+            if fresh:
+                reader.pin([r[0] for r in fresh])  # each key once: it entered the window now
         reader.schedule(fresh)
 
     def _pass(self, position: int) -> list[Any]:
