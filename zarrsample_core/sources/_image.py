@@ -302,11 +302,11 @@ class Image:
                     results.append(exc)
         elif hasattr(array, "read_many"):  # a TIFF page read tile by tile
             results = array.read_many(indices)
-        elif self.backend == "zarr" and self._direct_all(indices):
-            results = []
-            for index in indices:
+        elif self.backend == "zarr" and (grids := self._direct_grids(indices)) is not None:
+            direct, results = self._chunk_files(), []
+            for index, grid in zip(indices, grids):
                 try:
-                    results.append(self.read(tuple(slice(a.start - o, a.stop - o) for a, o in zip(index, self.origin))))
+                    results.append(direct.read(index, grid))  # type: ignore[union-attr]
                 except Exception as exc:  # noqa: BLE001 - returned to the caller
                     results.append(exc)
         elif self.backend == "zarr" and self._sharded_all(indices):
@@ -328,9 +328,11 @@ class Image:
         sharded = self._sharded()
         return sharded is not None and all(sharded.chunk_of(index) is not None for index in indices)
 
-    def _direct_all(self, indices: list[tuple[slice, ...]]) -> bool:
+    def _direct_grids(self, indices: list[tuple[slice, ...]]) -> list[tuple[int, ...]] | None:
+        """The chunk of each stored region when every one lies in one chunk decoded directly, else None."""
         direct = self._chunk_files()
-        return direct is not None and all(direct.chunk_of(index) is not None for index in indices)
+        grids = [direct.chunk_of(index) for index in indices] if direct is not None else [None]
+        return None if any(g is None for g in grids) else grids  # type: ignore[return-value]
 
 
 def _is_sharded(array: Any, backend: str) -> bool:
