@@ -10,6 +10,7 @@ def test_core_all_is_pinned_and_sorted():
     assert zarrsample_core.__all__ == [
         "BlueNoisePatchSampler",
         "ChunkReadError",
+        "ClassBalancedPatchSampler",
         "EpochIterator",
         "Image",
         "ImageCollection",
@@ -18,6 +19,7 @@ def test_core_all_is_pinned_and_sorted():
         "PatchReader",
         "PatchSampler",
         "PlanningError",
+        "RandomPatchSampler",
         "Stitcher",
         "ZarrsampleError",
         "ZarrsampleWarning",

@@ -14,9 +14,11 @@ from .epochs import EpochIterator, PatchDataset, sample_spec
 from .inference import Stitcher, tissue_mask
 from .planning import (
     BlueNoisePatchSampler,
+    ClassBalancedPatchSampler,
     PatchPlan,
     PatchSampler,
     PlanningError,
+    RandomPatchSampler,
     plan_collections,
     poisson_disk_positions,
 )
@@ -30,6 +32,7 @@ __version__: str = package_version()
 __all__ = [
     "BlueNoisePatchSampler",
     "ChunkReadError",
+    "ClassBalancedPatchSampler",
     "EpochIterator",
     "Image",
     "ImageCollection",
@@ -38,6 +41,7 @@ __all__ = [
     "PatchReader",
     "PatchSampler",
     "PlanningError",
+    "RandomPatchSampler",
     "Stitcher",
     "ZarrsampleError",
     "ZarrsampleWarning",

@@ -21,7 +21,7 @@ from absl import flags
 from zarrsample_core import PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
 from zarrsample_core.epochs._dataset import check_dataset
-from zarrsample_core.epochs._epoch import ReadAhead
+from zarrsample_core.epochs._epoch import EpochIterator, ReadAhead
 from zarrsample_core.epochs._order import shard, shard_length
 from zarrsample_core.epochs._spec import sample_spec
 from zarrsample_core.epochs._state import check_state, make_state
@@ -110,12 +110,12 @@ class EpochMapDataset(grain.MapDataset):
         self._order_args = dict(seed=config["seed"], shuffle=bool(config["shuffle"]))
         self._shard_args = dict(rank=config["rank"], world_size=config["world_size"],
                                 drop_remainder=bool(config["drop_remainder"]))
-        self._samples = shard_length(len(dataset), **self._shard_args)
+        self._samples = shard_length(dataset.patches_in_epoch(config["epoch"]), **self._shard_args)
         self._batch = config.get("batch_size", 0)  # 0: elements are samples
         #: Elements per epoch: the shard's samples, or its batches with ``batch_size``.
         self.epoch_length = -(-self._samples // self._batch) if self._batch else self._samples
         self._num_epochs = None if config["num_epochs"] < 0 else config["num_epochs"]
-        self._cache: dict[int, tuple[np.ndarray, ReadAhead]] = {}
+        self._cache: dict[int, tuple[EpochIterator, ReadAhead]] = {}
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -139,13 +139,21 @@ class EpochMapDataset(grain.MapDataset):
             f"epoch_length={self.epoch_length})"
         )
 
-    def _shard(self, epoch: int) -> tuple[np.ndarray, ReadAhead]:
-        """The shard's indices in ``epoch`` and their read-ahead (this and the previous epoch are kept)."""
+    def _shard(self, epoch: int) -> tuple[EpochIterator, ReadAhead]:
+        """The shard of ``epoch`` and its read-ahead (this and the previous epoch are kept)."""
         with self._lock:
             entry = self._cache.get(epoch)
             if entry is None:
+                view = self._dataset._epoch_view(epoch)
                 indices = shard(self._dataset.order(epoch, **self._order_args), **self._shard_args)
-                entry = (indices, ReadAhead(self._dataset, indices))
+                if len(indices) != self._samples:
+                    raise ZarrsampleError(
+                        f"epoch {epoch} has {len(indices)} samples in this shard, epoch {self._config['epoch']} "
+                        f"had {self._samples}: the sampler's patch count changes per epoch, so build one grain "
+                        "dataset per epoch (as_grain_dataset(..., epoch=e, num_epochs=1))"
+                    )
+                it = EpochIterator(self._dataset, indices, epoch=epoch, position=0, config={}, view=view)
+                entry = (it, it.read_ahead())
                 self._cache = {e: v for e, v in self._cache.items() if e == epoch - 1}
                 self._cache[epoch] = entry
             return entry
@@ -157,16 +165,17 @@ class EpochMapDataset(grain.MapDataset):
             raise IndexError(f"index {index} is out of range for an empty shard")
         with self._stats.record_self_time():
             epoch, position = divmod(int(index) % len(self), self.epoch_length)
-            indices, read_ahead = self._shard(self._config["epoch"] + epoch)
+            it, read_ahead = self._shard(self._config["epoch"] + epoch)
             if self._batch:
                 first = position * self._batch
                 read_ahead.advance(first)
-                rows = indices[first : first + self._batch]
             else:
                 read_ahead.advance(position)
-                patch = int(indices[position])
+                patch = int(it.indices[position])
         if self._batch:
-            return self._dataset.read_batch(rows)
+            return it.read_batch(first, first + self._batch)
+        if self._dataset.per_epoch:
+            return it.read(position)
         return self._parent[patch]
 
     def set_slice(self, sl: slice, sequential_slice: bool = False) -> None:
@@ -366,7 +375,7 @@ def as_grain_dataset(
     config = make_state(
         epoch=core.epoch, position=0, fingerprint=dataset.fingerprint, world_size=shard_count,
         rank=shard_index, drop_remainder=drop_remainder, seed=seed, shuffle=shuffle,
-        n_patches=len(dataset), num_epochs=-1 if num_epochs is None else num_epochs,
+        n_patches=dataset.patches_in_epoch(core.epoch), num_epochs=-1 if num_epochs is None else num_epochs,
         **({"batch_size": batch} if batch else {}),
     )
     _absl_flags_parsed()

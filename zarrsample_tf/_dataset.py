@@ -19,7 +19,7 @@ import tensorflow as tf
 from zarrsample_core import PatchDataset, ZarrsampleError
 from zarrsample_core._checks import check_int
 from zarrsample_core.epochs._dataset import check_dataset
-from zarrsample_core.epochs._epoch import ReadAhead
+from zarrsample_core.epochs._epoch import EpochIterator
 from zarrsample_core.epochs._spec import sample_spec
 from zarrsample_core.epochs._state import check_state
 
@@ -243,7 +243,7 @@ def as_tf_dataset(
     # keep map functions alive after their pipeline is gone, and with them the chunk
     # cache. The returned tf.data.Dataset (kept by its iterators and by datasets built
     # from it) owns the strong reference.
-    source = _Source(dataset, indices)
+    source = _Source(shard)
     source_ref = weakref.ref(source)
     size = 1 if batch_size is None else batch_size
     count = -(-len(indices) // size)
@@ -258,7 +258,7 @@ def as_tf_dataset(
 
     def read_one(src: _Source, j: int) -> list[np.ndarray]:
         src.read_ahead.advance(j)
-        return columns(src.dataset[int(src.indices[j])], signature)
+        return columns(src.shard.read(j), signature)
 
     def read(saved: np.ndarray, b: np.int64) -> list[np.ndarray]:
         if not np.array_equal(saved, current):  # a checkpoint of another configuration
@@ -273,7 +273,7 @@ def as_tf_dataset(
             return read_one(src, int(b))
         first = int(b) * size
         src.read_ahead.advance(first)
-        batch = src.dataset.read_batch(src.indices[first : first + size])
+        batch = src.shard.read_batch(first, first + size)
         return columns(batch, batch_specs)
 
     batch_dim = [] if batch_size is None else [size if len(indices) % size == 0 else None]
@@ -309,8 +309,8 @@ def as_tf_dataset(
 class _Source:
     """What the reading function needs, owned by the tf.data.Dataset that reads it."""
 
-    __slots__ = ("__weakref__", "dataset", "indices", "read_ahead")
+    __slots__ = ("__weakref__", "read_ahead", "shard")
 
-    def __init__(self, dataset: PatchDataset, indices: np.ndarray) -> None:
-        self.dataset, self.indices = dataset, indices
-        self.read_ahead = ReadAhead(dataset, indices)
+    def __init__(self, shard: EpochIterator) -> None:
+        self.shard = shard  # reads the shard's epoch, whatever epoch the dataset is set to
+        self.read_ahead = shard.read_ahead()

@@ -84,6 +84,16 @@ class PatchMapDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Read the plans of ``epoch`` (for samplers that draw new positions every epoch).
+
+        Call it before each epoch, as with ``DistributedSampler.set_epoch``;
+        ``len()`` then counts that epoch's patches. DataLoader workers
+        started after the call (the default, ``persistent_workers=False``)
+        see it.
+        """
+        self.dataset.set_epoch(epoch)
+
     def __getitem__(self, index: int | Sequence[int]) -> Any:
         if isinstance(index, torch.Tensor):
             index = int(index) if index.ndim == 0 else index.tolist()
@@ -289,7 +299,9 @@ class PatchIterableDataset(torch.utils.data.IterableDataset):
         with ``drop_last``, fewer) than this count, made for one worker.
         """
         rank, world_size = self._group()
-        n = self.dataset.epoch_length(rank=rank, world_size=world_size, drop_remainder=self.drop_remainder)
+        n = self.dataset.epoch_length(
+            rank=rank, world_size=world_size, drop_remainder=self.drop_remainder, epoch=self.epoch
+        )
         if self.batch_size is None:
             return n
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

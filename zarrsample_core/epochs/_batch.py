@@ -21,6 +21,7 @@ from ..reading._faults import SkipLog
 if TYPE_CHECKING:
     from ..reading._reader import PatchReader
     from ..sources._collection import ImageCollection
+    from ._views import EpochPlans
 
 __all__ = ["BatchSource", "batch_indices", "read_batch", "stack_samples"]
 
@@ -37,11 +38,11 @@ class BatchSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def _window(self, i: int) -> tuple[int, Any, np.ndarray, np.ndarray]: ...
+    def _window(self, i: int, view: EpochPlans | None = None) -> tuple[int, Any, np.ndarray, np.ndarray]: ...
 
-    def _sample(self, i: int) -> Any: ...
+    def _sample(self, i: int, view: EpochPlans | None = None) -> Any: ...
 
-    def _image_of(self, i: int) -> int: ...
+    def _image_of(self, i: int, view: EpochPlans | None = None) -> int: ...
 
 
 def batch_indices(indices: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
@@ -106,12 +107,12 @@ def stack_samples(samples: Sequence[Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def read_batch(dataset: BatchSource, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """The samples ``indices`` (valid, non-empty) of ``dataset`` as one batch."""
+def read_batch(dataset: BatchSource, indices: np.ndarray, view: EpochPlans | None = None) -> dict[str, np.ndarray]:
+    """The samples ``indices`` (valid, non-empty) of ``dataset`` as one batch (of the plans of ``view``)."""
     if dataset.transform is not None:
-        return stack_samples([dataset._sample(int(i)) for i in indices])
+        return stack_samples([dataset._sample(int(i), view) for i in indices])
     size = len(indices)
-    k, plan, start, stop = dataset._window(int(indices[0]))
+    k, plan, start, stop = dataset._window(int(indices[0]), view)
     shapes = dataset.reader.output_shapes(dataset.collections[k], start, stop, spatial_axes=plan.spatial_axes)
     out = {name: np.empty((size, *shape), dtype) for name, (shape, dtype) in shapes.items()}
     if dataset.return_positions:
@@ -120,7 +121,7 @@ def read_batch(dataset: BatchSource, indices: np.ndarray) -> dict[str, np.ndarra
     names = list(shapes)
 
     def read_slot(i: int, j: int) -> None:
-        k, plan, start, stop = dataset._window(i)
+        k, plan, start, stop = dataset._window(i, view)
         slot = {name: out[name][j] for name in names}
         dataset.reader.read_into(
             dataset.collections[k], start, stop, slot, spatial_axes=plan.spatial_axes, key=k
@@ -129,10 +130,11 @@ def read_batch(dataset: BatchSource, indices: np.ndarray) -> dict[str, np.ndarra
             out["position"][j, :, 0], out["position"][j, :, 1] = start, stop
             out["image_index"][j] = k
 
-    n = len(dataset)
+    n = len(dataset) if view is None else len(view)
+    image_of = partial(dataset._image_of, view=view)
     for j, i in enumerate(indices.tolist()):
         if dataset.on_error == "skip":
-            dataset._skip.sample(i, n, partial(read_slot, j=j), dataset._image_of)
+            dataset._skip.sample(i, n, partial(read_slot, j=j), image_of)
         else:
             read_slot(i, j)
     return out

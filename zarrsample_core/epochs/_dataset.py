@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from numbers import Integral
 from typing import Any, Literal
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from .._checks import check_int
 from .._errors import ZarrsampleError
-from ..planning._plan import PatchPlan, check_plan_fits
+from ..planning._plan import PatchPlan
 from ..reading._chunk_reads import ChunkRequest
 from ..reading._faults import OnError, SkipLog, check_on_error
 from ..reading._reader import PatchReader
@@ -22,28 +22,11 @@ from ._batch import batch_indices, read_batch
 from ._epoch import EpochIterator
 from ._order import epoch_order, shard, shard_length
 from ._state import config_fingerprint, resume_point
+from ._views import EpochPlans, fixed_plans, plan_digest, whole_image_plan
 
 __all__ = ["PatchDataset", "check_dataset", "whole_image_plan"]
 
 Sample = dict[str, Any]
-
-
-def whole_image_plan(collection: ImageCollection) -> PatchPlan:
-    """A plan with one patch: the whole reference image (``sampler=None``)."""
-    shape = collection.spatial_shape
-    d = len(shape)
-    return PatchPlan(
-        spatial_axes=collection.spatial_axes, image_shape=shape, patch_size=shape, stride=shape,
-        pad=(0,) * d, tile_shape=shape, toplefts=np.zeros((1, d), np.int64),
-        coverage=np.array([float(np.prod(shape))]),
-    )
-
-
-def _plan_digest(plan: PatchPlan) -> int:
-    return config_fingerprint(
-        axes=plan.spatial_axes, image=plan.image_shape, patch=plan.patch_size, pad=plan.pad,
-        tile=plan.tile_shape, toplefts=plan.toplefts, chunks=plan.chunk_ids,
-    )
 
 
 class PatchDataset:
@@ -55,7 +38,10 @@ class PatchDataset:
         The images (with masks, labels, ...) to sample.
     sampler : PatchSampler, optional
         Plans the patches of each collection; None gives one sample per
-        whole image.
+        whole image. A sampler whose positions change every epoch
+        (``per_epoch``, e.g. :class:`RandomPatchSampler`) is asked for each
+        epoch's plans (:meth:`set_epoch` for ``ds[i]``; :meth:`epoch`
+        iterators use their own epoch's).
     shuffle : bool
         Shuffle each epoch (seeded by ``seed`` and the epoch number).
     seed : int
@@ -202,42 +188,65 @@ class PatchDataset:
             (f"collection {i} modality {k!r}", c[k], recorded_metadata(c[k]))
             for i, c in enumerate(self.collections) for k in c
         ]
-        self.plans = self._make_plans(plans)
-        sizes = np.array([len(p) for p in self.plans], np.int64)
-        if not sizes.any():
+        #: Whether the positions change every epoch (the sampler's ``per_epoch``).
+        self.per_epoch = plans is None and bool(getattr(sampler, "per_epoch", False))
+        self._views: dict[int, EpochPlans] = {}
+        self._view = (
+            self._epoch_view(0) if self.per_epoch else EpochPlans.of(fixed_plans(self.collections, sampler, plans))
+        )
+        if not len(self._view):
             raise ZarrsampleError(
-                f"the dataset is empty: no patch was planned in any of its {len(sizes)} image(s) (the first is "
-                f"{self.collections[0].reference.name}, with {self.sampler!r}); check the mask, min_area, and "
-                "patch_size against the image shape"
+                f"the dataset is empty: no patch was planned in any of its {len(self.collections)} image(s) (the "
+                f"first is {self.collections[0].reference.name}, with {self.sampler!r}); check the mask, min_area, "
+                "and patch_size against the image shape"
             )
-        self._offsets = np.concatenate([[0], np.cumsum(sizes)])
-        self._starts: list[int] = self._offsets.tolist()
-        # Consecutive runs of one chunk, over all images: the unit of locality.
-        runs = [np.diff(np.flatnonzero(np.diff(p.chunk_ids, prepend=-1, append=-1))) for p in self.plans]
-        self._chunk_sizes = np.concatenate(runs).astype(np.int64) if runs else np.zeros(0, np.int64)
         self._fingerprint = config_fingerprint(
-            plans=tuple(_plan_digest(p) for p in self.plans),
+            plans=(repr(sampler),) if self.per_epoch else tuple(plan_digest(p) for p in self._view.plans),
             images=tuple(
                 (k, tuple(c[k].shape), str(c[k].dtype), c[k].axes) for c in self.collections for k in c
             ),
             shuffle=shuffle, draw_same_chunk=draw_same_chunk, window=shuffle_window,
         )
 
-    def _make_plans(self, plans: Sequence[PatchPlan] | None) -> list[PatchPlan]:
-        if plans is None:
-            if self.sampler is None:
-                return [whole_image_plan(c) for c in self.collections]
-            if not hasattr(self.sampler, "plan"):
-                raise TypeError(f"sampler must be a PatchSampler or None, got {self.sampler!r}")
-            return [self.sampler.plan(c) for c in self.collections]
-        plans = list(plans)
-        if len(plans) != len(self.collections) or not all(isinstance(p, PatchPlan) for p in plans):
-            raise ZarrsampleError(
-                f"plans must hold one PatchPlan per collection ({len(self.collections)}), got {len(plans)}"
-            )
-        for i, (plan, coll) in enumerate(zip(plans, self.collections)):
-            check_plan_fits(plan, coll, name=f"plans[{i}]")  # axes, extents, chunk tile
-        return plans
+    def _epoch_view(self, epoch: int) -> EpochPlans:
+        """The plans of ``epoch`` (the same for every epoch unless ``per_epoch``); the last two are kept."""
+        if not self.per_epoch:
+            return self._view
+        view = self._views.get(epoch)
+        if view is None:
+            plans = [self.sampler.epoch_plan(c, epoch=epoch, stream=k) for k, c in enumerate(self.collections)]
+            view = EpochPlans.of(plans, epoch)
+            self._views = {e: v for e, v in self._views.items() if e == epoch - 1}
+            self._views[epoch] = view
+        return view
+
+    @property
+    def plans(self) -> list[PatchPlan]:
+        """The plan of each collection (of the current epoch, see :meth:`set_epoch`)."""
+        return list(self._view.plans)
+
+    @property
+    def current_epoch(self) -> int:
+        """The epoch whose plans ``ds[i]`` and ``len(ds)`` use (0 until :meth:`set_epoch`)."""
+        return max(0, self._view.epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make ``ds[i]``, :meth:`read_batch` and ``len(ds)`` use the plans of ``epoch``.
+
+        Only matters for samplers whose positions change every epoch
+        (``per_epoch``); :meth:`epoch` iterators always use their own
+        epoch's plans.
+
+        Raises
+        ------
+        TypeError, ZarrsampleError
+            ``epoch`` is not an int >= 0.
+        """
+        self._view = self._epoch_view(check_int(epoch, "epoch", 0))
+
+    def patches_in_epoch(self, epoch: int | None = None) -> int:
+        """Patches of ``epoch`` over all images (default: the current epoch; ``len(ds)``)."""
+        return len(self._view if epoch is None else self._epoch_view(check_int(epoch, "epoch", 0)))
 
     def __repr__(self) -> str:
         return (
@@ -247,7 +256,7 @@ class PatchDataset:
         )
 
     def __len__(self) -> int:
-        return int(self._offsets[-1])
+        return len(self._view)
 
     def __getitem__(self, index: int) -> Any:
         if isinstance(index, bool) or not isinstance(index, Integral):
@@ -258,23 +267,20 @@ class PatchDataset:
             raise IndexError(f"index {index} is out of range for a dataset of {n} patches")
         return self._sample(i)
 
-    def _window(self, i: int) -> tuple[int, PatchPlan, np.ndarray, np.ndarray]:
-        k = self._image_of(i)
-        plan = self.plans[k]
-        topleft = plan.toplefts[i - self._offsets[k]]
-        pad = np.asarray(plan.pad, np.int64)
-        return k, plan, topleft - pad, topleft + np.asarray(plan.patch_size, np.int64) + pad
+    def _window(self, i: int, view: EpochPlans | None = None) -> tuple[int, PatchPlan, np.ndarray, np.ndarray]:
+        return (view or self._view).window(i)
 
-    def _sample(self, i: int) -> Any:
+    def _sample(self, i: int, view: EpochPlans | None = None) -> Any:
+        view = view or self._view
         if self.on_error == "skip":
-            return self._skip.sample(i, len(self), self._read_sample, self._image_of)
-        return self._read_sample(i)
+            return self._skip.sample(i, len(view), partial(self._read_sample, view=view), view.image_of)
+        return self._read_sample(i, view)
 
-    def _image_of(self, i: int) -> int:
-        return bisect.bisect_right(self._starts, i) - 1  # per sample: a list beats numpy on one int
+    def _image_of(self, i: int, view: EpochPlans | None = None) -> int:
+        return (view or self._view).image_of(i)
 
-    def _read_sample(self, i: int) -> Any:
-        k, plan, start, stop = self._window(i)
+    def _read_sample(self, i: int, view: EpochPlans | None = None) -> Any:
+        k, plan, start, stop = self._window(i, view)
         sample: Sample = self.reader.read(
             self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k
         )
@@ -283,9 +289,9 @@ class PatchDataset:
             sample["image_index"] = k
         return sample if self.transform is None else self.transform(sample)
 
-    def _chunk_requests(self, i: int) -> list[ChunkRequest]:
+    def _chunk_requests(self, i: int, view: EpochPlans | None = None) -> list[ChunkRequest]:
         """The storage chunks patch ``i`` reads (for the read-ahead)."""
-        k, plan, start, stop = self._window(i)
+        k, plan, start, stop = self._window(i, view)
         return self.reader.chunk_requests(
             self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k
         )
@@ -318,7 +324,7 @@ class PatchDataset:
             whose modalities scale differently); and what reading raises
             (``on_error`` applies to each sample as for ``ds[i]``).
         """
-        return read_batch(self, batch_indices(indices, len(self)))
+        return read_batch(self, batch_indices(indices, len(self)), self._view)
 
     def stats(self) -> dict[str, int]:
         """Counters of this process: ``chunk_reads``, ``cache_hits``, ``evictions``,
@@ -334,11 +340,15 @@ class PatchDataset:
 
     def epoch_length(
         self, *, rank: int = 0, world_size: int = 1, worker: int = 0, num_workers: int = 1,
-        drop_remainder: bool = False,
+        drop_remainder: bool = False, epoch: int | None = None,
     ) -> int:
-        """Samples one shard delivers per epoch (what ``len(ds.epoch(...))`` gives)."""
+        """Samples one shard delivers per epoch (what ``len(ds.epoch(epoch, ...))`` gives).
+
+        ``epoch`` matters only for samplers whose patch count changes per
+        epoch (default: the current epoch, see :meth:`set_epoch`).
+        """
         return shard_length(
-            len(self), rank=rank, world_size=world_size, worker=worker, num_workers=num_workers,
+            self.patches_in_epoch(epoch), rank=rank, world_size=world_size, worker=worker, num_workers=num_workers,
             drop_remainder=drop_remainder,
         )
 
@@ -349,7 +359,7 @@ class PatchDataset:
         whose API takes them).
         """
         return epoch_order(
-            self._chunk_sizes,
+            self._epoch_view(check_int(epoch, "epoch")).chunk_sizes,
             seed=self.seed if seed is None else check_int(seed, "seed"),
             epoch=check_int(epoch, "epoch"),
             shuffle=self.shuffle if shuffle is None else shuffle,
@@ -402,14 +412,20 @@ class PatchDataset:
             drop_remainder=int(drop_remainder), seed=self.seed, n_patches=len(self),
             shuffle=int(self.shuffle), fingerprint=self._fingerprint,
         )
+        if self.per_epoch:  # the patch count of the epoch the state was saved in, then of the one to read
+            saved = state.get("epoch") if isinstance(state, Mapping) else None
+            probe = saved if isinstance(saved, int) and saved >= 0 else (epoch or 0)
+            config["n_patches"] = self.patches_in_epoch(probe)
         epoch, position = resume_point(state, epoch, config, drop_remainder=drop_remainder)
+        view = self._epoch_view(epoch)
+        config["n_patches"] = len(view)
         indices = shard(
             self.order(epoch), rank=config["rank"], world_size=config["world_size"],
             worker=config["worker"], num_workers=config["num_workers"], drop_remainder=drop_remainder,
         )
         if position > len(indices):
             raise ZarrsampleError(f"state position {position} is past this shard's {len(indices)} patches")
-        return EpochIterator(self, indices, epoch=epoch, position=position, config=config)
+        return EpochIterator(self, indices, epoch=epoch, position=position, config=config, view=view)
 
 
 def check_dataset(dataset: object) -> PatchDataset:

@@ -17,6 +17,7 @@ from ._state import make_state
 if TYPE_CHECKING:
     from ..reading._chunk_reads import ChunkRequest
     from ..reading._reader import PatchReader
+    from ._views import EpochPlans
 
 __all__ = ["BatchIterator", "EpochIterator", "EpochSource", "ReadAhead"]
 
@@ -32,11 +33,11 @@ class EpochSource(Protocol):
     def reader(self) -> PatchReader:
         """The chunk-cached reader (its cache bounds the read-ahead)."""
 
-    def _sample(self, index: int) -> Any:
-        """Sample ``index`` of the unshuffled plan (transform applied)."""
+    def _sample(self, index: int, view: EpochPlans | None = None) -> Any:
+        """Sample ``index`` of the unshuffled plans of ``view`` (transform applied)."""
 
-    def _chunk_requests(self, index: int) -> list[ChunkRequest]:
-        """The storage chunks sample ``index`` reads."""
+    def _chunk_requests(self, index: int, view: EpochPlans | None = None) -> list[ChunkRequest]:
+        """The storage chunks sample ``index`` of ``view`` reads."""
 
 
 def _release(reader: PatchReader, held: dict[Any, int]) -> None:
@@ -67,9 +68,12 @@ class ReadAhead:
     chunk once; with a smaller one the window is the current sample only.
     """
 
-    def __init__(self, dataset: EpochSource, indices: np.ndarray, position: int = 0) -> None:
+    def __init__(
+        self, dataset: EpochSource, indices: np.ndarray, position: int = 0, view: EpochPlans | None = None
+    ) -> None:
         self._dataset = dataset
         self._indices = indices
+        self._view = view  # the epoch's plans (None: the dataset's current ones)
         self._until = position  # samples [.., _until) have entered the window
         self._window: deque[tuple[int, list[Any]]] = deque()  # (position, chunk keys) not yet passed
         self._held: dict[Any, int] = {}  # chunk key -> window samples needing it (pinned once)
@@ -105,7 +109,7 @@ class ReadAhead:
                 if self._next is not None and self._next[0] == p:
                     requests = self._next[1]
                 else:
-                    requests = self._dataset._chunk_requests(int(self._indices[p]))
+                    requests = self._dataset._chunk_requests(int(self._indices[p]), self._view)
                 new = {r[0]: r for r in requests if r[0] not in self._held}
                 extra = sum(r[4] for r in new.values())
                 if self._window and self._bytes + extra > budget:
@@ -146,19 +150,34 @@ class EpochIterator(Iterator[Any]):
     """One shard's samples of one epoch; :meth:`state` saves the position.
 
     Create with :meth:`PatchDataset.epoch`. ``len()`` is the shard's size;
-    ``indices`` holds the shard's dataset indices in delivery order and
-    ``position`` how many have been delivered.
+    ``indices`` holds the shard's dataset indices (in this epoch's plans)
+    in delivery order and ``position`` how many have been delivered;
+    :meth:`read` and :meth:`read_batch` read any of them without moving.
     """
 
     def __init__(
-        self, dataset: EpochSource, indices: np.ndarray, *, epoch: int, position: int, config: dict
+        self, dataset: EpochSource, indices: np.ndarray, *, epoch: int, position: int, config: dict,
+        view: EpochPlans | None = None,
     ) -> None:
         self.dataset = dataset
         self.indices = indices
         self.epoch = epoch
         self.position = position
         self._config = config
-        self._read_ahead = ReadAhead(dataset, indices, position)
+        self._view = view
+        self._read_ahead = ReadAhead(dataset, indices, position, view)
+
+    def read_ahead(self) -> ReadAhead:
+        """A new read-ahead over this shard (for readers that pick positions themselves)."""
+        return ReadAhead(self.dataset, self.indices, 0, self._view)
+
+    def read(self, j: int) -> Any:
+        """Sample ``j`` of this shard (``0 <= j < len(self)``), whatever the position."""
+        return self.dataset._sample(int(self.indices[j]), self._view)
+
+    def read_batch(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Samples ``start .. stop - 1`` of this shard as one batch (see :meth:`batches`)."""
+        return read_batch(self.dataset, self.indices[start:stop], self._view)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -171,7 +190,7 @@ class EpochIterator(Iterator[Any]):
             self._read_ahead.advance(self.position)  # releases what the read-ahead holds
             raise StopIteration
         self._read_ahead.advance(self.position)
-        sample = self.dataset._sample(int(self.indices[self.position]))
+        sample = self.dataset._sample(int(self.indices[self.position]), self._view)
         self.position += 1
         return sample
 
@@ -235,7 +254,7 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
             it._read_ahead.advance(total)  # releases what the read-ahead holds
             raise StopIteration
         it._read_ahead.advance(position)
-        batch = read_batch(it.dataset, it.indices[position:stop])  # type: ignore[arg-type]
+        batch = it.read_batch(position, stop)
         it.position = stop
         return batch
 

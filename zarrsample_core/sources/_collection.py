@@ -288,33 +288,56 @@ class ImageCollection:
         :class:`~zarrsample_core.ChunkReadError` naming the mask and the
         first chunk of the strip that fails.
         """
-        mask = self.mask
-        if mask is None:
+        if self.mask is None:
             raise ZarrsampleError("this collection has no 'masks' modality")
+        return self.block_reader(cast(str, self.mask_name), axes, purpose="the sampling mask")
+
+    def block_reader(self, name: str, axes: str | None = None, *, purpose: str | None = None) -> BlockReader:
+        """A ``read_block(lo, hi)`` over modality ``name`` in spatial-axes order.
+
+        As :meth:`mask_reader` (which is this for the mask), for any modality
+        whose non-spatial axes have size 1 (e.g. a label image);
+        ``purpose`` says in error messages what the modality is read for.
+
+        Raises
+        ------
+        KeyError
+            No modality ``name``.
+        ZarrsampleError
+            A non-spatial axis of size > 1.
+        """
+        if name not in self._modalities:
+            raise KeyError(f"no modality {name!r} in this collection; modalities: {list(self._modalities)}")
+        image = self._modalities[name]
         axes = axes or self.spatial_axes
+        is_mask = name == self.mask_name
+        wide = {a: int(n) for a, n in zip(image.axes, image.shape) if a not in axes and n > 1}
+        if wide and not is_mask:  # a mask's first channel is its value (as before)
+            raise ZarrsampleError(
+                f"modality {name!r} ({image.name}) has axes {wide} besides the spatial axes {axes!r}; "
+                "it must have one value per pixel"
+            )
         first = axes[0]
-        present = [a for a in mask.axes if a in axes]
+        present = [a for a in image.axes if a in axes]
         order = [present.index(a) for a in axes if a in present]
         expand = [i for i, a in enumerate(axes) if a not in present]
-        drop = tuple(i for i, a in enumerate(mask.axes) if a not in axes)
-
-        name = cast(str, self.mask_name)
-        values_checked = False
+        drop = tuple(i for i, a in enumerate(image.axes) if a not in axes)
+        values_checked = not is_mask
 
         def read_block(lo: int, hi: int) -> np.ndarray:
             nonlocal values_checked
             selection = tuple(
                 slice(lo, hi) if a == first else (slice(None) if a in axes else slice(0, 1))
-                for a in mask.axes
+                for a in image.axes
             )
             try:
-                block = np.asarray(mask.read(selection))
+                block = np.asarray(image.read(selection))
             except ZarrsampleError:
                 raise
             except Exception as exc:
-                raise _mask_error(name, mask, selection, axes, exc) from exc
+                raise _mask_error(name, image, selection, axes, exc, purpose) from exc
             if not values_checked:
-                values_checked = check_mask_values(name, mask, block)
+                values_checked = check_mask_values(name, image, block)
             block = block.reshape([s for i, s in enumerate(block.shape) if i not in drop])
             block = np.transpose(block, order)
             return np.expand_dims(block, expand) if expand else block
@@ -323,7 +346,8 @@ class ImageCollection:
 
 
 def _mask_error(
-    name: str, mask: ImageLike, selection: tuple[slice, ...], axes: str, error: BaseException
+    name: str, mask: ImageLike, selection: tuple[slice, ...], axes: str, error: BaseException,
+    purpose: str | None = None,
 ) -> ChunkReadError:
     """The one-line error of a failed mask read: the first bad chunk when it can be found."""
     found = failed_chunk(mask, selection)
@@ -333,4 +357,5 @@ def _mask_error(
         f"{a} {s.start or 0}:{mask.shape[i] if s.stop is None else s.stop}"
         for i, (a, s) in enumerate(zip(mask.axes, selection)) if a in axes
     )
-    return chunk_read_error(name, mask, index, None, axes, cause, 1, purpose=f"the sampling mask ({rows})")
+    what = purpose or f"modality {name!r}"
+    return chunk_read_error(name, mask, index, None, axes, cause, 1, purpose=f"{what} ({rows})")
