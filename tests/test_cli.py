@@ -306,7 +306,7 @@ def test_bad_arguments_exit_2(data):
                            ("256,-1", r"every value must be >= 1")):
         one_error_line(cli("plan", data["slide"], "--patch-size", value), 2,
                        rf"^zarrsample plan: error: argument --patch-size: {pattern}")
-    one_error_line(cli("plan", data["slide"], "--sampler", "random"), 2, r"invalid choice: 'random'")
+    one_error_line(cli("plan", data["slide"], "--sampler", "lattice"), 2, r"invalid choice: 'lattice'")
     one_error_line(cli("plan", data["slide"], "--tissue", "--mask", data["slide"]), 2, r"not allowed with argument")
     one_error_line(cli("plan", data["slide"], data["slide"], "--preview", "x.png"), 2, r"--preview needs a single PATH")
     one_error_line(cli("frobnicate"), 2, r"invalid choice: 'frobnicate'")

@@ -23,7 +23,6 @@ import numpy as np
 from .._errors import ZarrsampleError, ZarrsampleWarning
 from .._progress import progress
 from .._version import package_version
-from ..planning._bluenoise_sampler import BlueNoisePatchSampler
 from ..planning._sampler import PatchSampler
 from ..sources._collection import ImageCollection
 from ..sources._image import Image
@@ -41,6 +40,7 @@ from ._options import (
     positive,
     sizes,
 )
+from ._samplers import add_sampler_options, make_sampler, plan_of
 
 __all__ = ["build_parser", "main"]
 
@@ -58,6 +58,9 @@ PLAN_EXAMPLES = """examples:
   zarrsample plan array.zarr --axes CYX --patch-size 512,256 --stride 256 --json
   zarrsample plan volume.zarr --level 1 --spatial-axes ZYX --patch-size 64 --allow-incomplete
   zarrsample plan slides/*.ome.zarr --tissue --json
+  zarrsample plan slide.ome.zarr --tissue --sampler random --num-patches 2000 --epoch 3 --preview crops.png
+  zarrsample plan slide.ome.zarr --sampler balanced --labels slide.ome.zarr/labels/classes/2 \\
+      --class-ratios '{"0": 0.2, "1": 0.4, "2": 0.4}' --min-class-area 0.1
 """
 
 DEMO_EXAMPLES = """examples:
@@ -84,7 +87,9 @@ def _url_options(path: str, options: dict[str, Any] | None) -> dict[str, Any] | 
     return options if "://" in path and not path.startswith("file://") else None
 
 
-def _open_mask(path: str, spatial: str, axes: str | None, options: dict[str, Any] | None) -> Image:
+def _open_mask(
+    path: str, spatial: str, axes: str | None, options: dict[str, Any] | None, flag: str = "--mask"
+) -> Image:
     try:
         try:
             return open_image(path, axes=axes, storage_options=_url_options(path, options))
@@ -97,7 +102,7 @@ def _open_mask(path: str, spatial: str, axes: str | None, options: dict[str, Any
                 pass
             raise
     except ZarrsampleError as exc:  # its axes are --mask-axes
-        raise ZarrsampleError(f"--mask {path}: {for_cli(str(exc), exc.hints, MASK_FLAGS)}") from exc
+        raise ZarrsampleError(f"{flag} {path}: {for_cli(str(exc), exc.hints, MASK_FLAGS)}") from exc
 
 
 def _image_options(args: argparse.Namespace, path: str) -> dict[str, Any]:
@@ -108,7 +113,9 @@ def _image_options(args: argparse.Namespace, path: str) -> dict[str, Any]:
             "data_group": args.data_group, "storage_options": _url_options(path, args.storage_options)}
 
 
-def _plan_one(path: str, args: argparse.Namespace, sampler: PatchSampler) -> tuple[dict[str, Any], Any]:
+def _plan_one(
+    path: str, args: argparse.Namespace, sampler: PatchSampler, stream: int = 0
+) -> tuple[dict[str, Any], Any]:
     t0 = time.perf_counter()
     image = open_image(path, **_image_options(args, path))
     spatial = sampler.spatial_axes
@@ -124,11 +131,13 @@ def _plan_one(path: str, args: argparse.Namespace, sampler: PatchSampler) -> tup
     modalities: dict[str, Any] = {"images": image}
     if mask is not None:
         modalities["masks"] = mask
+    if args.labels:
+        modalities["labels"] = _open_mask(args.labels, spatial, None, args.storage_options, "--labels")
     coll = ImageCollection(modalities, spatial_axes=spatial)
     with warnings.catch_warnings():  # no patch fits: an error here, with the option that helps
         warnings.filterwarnings("error", "the patch is larger than the image", ZarrsampleWarning)
         try:
-            plan = sampler.plan(coll)
+            plan = plan_of(sampler, coll, args, stream)
         except ZarrsampleWarning as exc:
             raise ZarrsampleError(str(exc), hints=exc.hints) from None
     t3 = time.perf_counter()
@@ -161,18 +170,13 @@ def _run_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"--spatial-axes {args.spatial_axes}: patches are taken along spatial axes (Z, Y, X) of the "
             f"image, and {args.paths[0]} has axes {first.axes!r}: give --spatial-axes {usual}, or leave it out"
         )
-    options = dict(stride=args.stride, pad=args.pad, min_area=args.min_area, spatial_axes=spatial,
-                   allow_incomplete_patches=args.allow_incomplete)
-    sampler = (
-        BlueNoisePatchSampler(args.patch_size, seed=args.seed, **options)
-        if args.sampler == "bluenoise"
-        else PatchSampler(args.patch_size, **options)
-    )
+    sampler = make_sampler(args, spatial)
     results: list[dict[str, Any]] = []
     last: Any = None
     quiet = args.quiet or len(args.paths) == 1
-    for path in progress(args.paths, total=len(args.paths), desc="planning", unit="image", quiet=quiet):
-        result, last = _plan_one(path, args, sampler)
+    paths = progress(args.paths, total=len(args.paths), desc="planning", unit="image", quiet=quiet)
+    for stream, path in enumerate(paths):
+        result, last = _plan_one(path, args, sampler, stream)
         results.append(result)
     summary = {
         "sampler": repr(sampler), "patches": sum(r["patches"] for r in results),
@@ -249,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help='fsspec options for a URL, e.g. \'{"anon": true}\' for a public s3:// bucket')
 
     plan = sub.add_parser("plan", help="plan patches and report their counts (and draw them)",
-                          description="Plan the patches of one or more images with PatchSampler or "
-                          "BlueNoisePatchSampler and report counts per chunk tile and timings.",
+                          description="Plan the patches of one or more images with PatchSampler, "
+                          "BlueNoisePatchSampler, RandomPatchSampler or ClassBalancedPatchSampler and report "
+                          "counts per chunk tile and timings.",
                           epilog=PLAN_EXAMPLES, formatter_class=raw)
     plan.add_argument("paths", nargs="+", metavar="PATH", help="image path(s) or URL(s)")
     plan.add_argument("--level", type=non_negative, help="pyramid level (OME-Zarr or TIFF; default 0)")
@@ -267,8 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="patch size: an int or one per spatial axis, e.g. 256,128 (default 256)")
     plan.add_argument("--stride", type=sizes(1), help="grid step (default: the patch size)")
     plan.add_argument("--pad", type=sizes(0), help="context pixels around each patch (default 0)")
-    plan.add_argument("--sampler", choices=["grid", "bluenoise"], default="grid", help="default grid")
-    plan.add_argument("--seed", type=non_negative, default=0, help="blue-noise seed (default 0)")
+    add_sampler_options(plan)
     masks = plan.add_mutually_exclusive_group()
     masks.add_argument("--mask", metavar="PATH", help="a sampling mask image at any scale")
     masks.add_argument("--tissue", action="store_true", help="compute a tissue mask (Otsu) from a low level")

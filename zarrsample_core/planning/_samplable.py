@@ -251,8 +251,9 @@ def _leaf_bits(
     points = (start[:, None, :] + offsets[None]).reshape(-1, len(patch))
     inside = (offsets[None] < size[:, None, :]).all(axis=2).reshape(-1)
     passed = inside.copy()
-    for c in criteria:
-        passed[inside] &= c.table.coverage(points[inside], points[inside] + patch) >= c.threshold
+    for c in criteria:  # each criterion tests only the positions that passed the ones before
+        alive = np.flatnonzero(passed)
+        passed[alive] = c.table.coverage(points[alive], points[alive] + patch) >= c.threshold
     weights = np.uint64(1) << np.arange(offsets.shape[0], dtype=np.uint64)
     bits = (passed.reshape(len(start), -1).astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
     keep = bits != 0

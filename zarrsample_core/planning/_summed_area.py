@@ -15,7 +15,6 @@ grid and no strip of the mask.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import product
 from math import prod
 
 import numpy as np
@@ -28,6 +27,8 @@ __all__ = ["SummedArea", "summed_area"]
 
 #: Mask rows summed at once while building a table (bounds the working memory).
 _STRIP_ELEMENTS = 1 << 24
+#: Windows evaluated at once by :meth:`SummedArea.coverage`.
+_BLOCK = 1 << 13
 
 
 class SummedArea:
@@ -84,25 +85,33 @@ class SummedArea:
         """
         start = np.asarray(start, np.int64).reshape(-1, len(self.scales))
         stop = np.asarray(stop, np.int64).reshape(-1, len(self.scales))
+        if len(start) <= _BLOCK:
+            return self._coverage(start, stop)
+        # In blocks that stay in the CPU caches (several times faster than one pass).
+        return np.concatenate([
+            self._coverage(start[a : a + _BLOCK], stop[a : a + _BLOCK]) for a in range(0, len(start), _BLOCK)
+        ])
+
+    def _coverage(self, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
         dtype: type = np.int64 if self._exact_int64 else object
-        # Per axis, the four (index, weight) terms: +I(stop) and -I(start), two cells each.
-        terms = []
+        # Per axis, up to four (index, weight) terms: +I(stop) and -I(start), two cells each;
+        # the second cell drops out where no bound falls inside a mask pixel (r == 0).
+        combos: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(len(start), np.int64), np.ones(len(start), dtype))]
         for k, s in enumerate(self.scales):
             axis_terms = []
             for bound, sign in ((stop[:, k], 1), (start[:, k], -1)):
-                q, r = np.divmod(np.clip(bound, 0, s.n) * s.m_reduced, s.n_reduced)
-                top = np.minimum(q + 1, s.m)  # r == 0 whenever q == m
-                axis_terms.append((q * self._steps[k], sign * (s.n_reduced - r)))
-                axis_terms.append((top * self._steps[k], sign * r))
-            terms.append(axis_terms)
+                q, r = np.divmod(np.minimum(np.maximum(bound, 0), s.n) * s.m_reduced, s.n_reduced)
+                axis_terms.append((q * self._steps[k], (s.n_reduced - r) if sign > 0 else (r - s.n_reduced)))
+                if r.any():
+                    top = np.minimum(q + 1, s.m)  # r == 0 whenever q == m
+                    axis_terms.append((top * self._steps[k], r if sign > 0 else -r))
+            if dtype is object:
+                axis_terms = [(i, w.astype(object)) for i, w in axis_terms]
+            combos = [(i + j, w * v) for i, w in combos for j, v in axis_terms]
         out: np.ndarray = np.zeros(len(start), dtype=dtype)
-        for combo in product(*terms):
-            index = combo[0][0].copy()
-            weight = combo[0][1].astype(dtype)
-            for idx, w in combo[1:]:
-                index += idx
-                weight = weight * w.astype(dtype)
-            out += self._flat[index].astype(dtype) * weight
+        for index, weight in combos:
+            values = np.take(self._flat, index)
+            out += (values.astype(object) if dtype is object else values) * weight
         return out
 
 
@@ -147,17 +156,18 @@ def summed_area(
             "(e.g. a lower pyramid level) or raise max_plan_bytes"
         )
     table = np.zeros(tuple(m + 1 for m in shape), dtype=dtype)
+    inner = tuple(slice(1, None) for _ in shape[1:])
     rows = max(1, _STRIP_ELEMENTS // max(1, prod(shape[1:])))
     for lo in range(0, shape[0], rows):
         hi = min(shape[0], lo + rows)
         block = np.asarray(read_block(lo, hi))
         block = (block == equals) if equals is not None else (block != 0)
-        part = block.astype(dtype)
-        for axis in range(1, part.ndim):
-            np.cumsum(part, axis=axis, out=part)
-        np.cumsum(part, axis=0, out=part)
-        inner = (slice(None),) + tuple(slice(1, None) for _ in shape[1:])
-        target = table[(slice(lo + 1, hi + 1),) + inner[1:]]
-        target[...] = part
-        target += table[(slice(lo, lo + 1),) + inner[1:]]
+        target = table[(slice(lo + 1, hi + 1), *inner)]
+        target[...] = block
+        for axis in range(1, target.ndim):
+            np.cumsum(target, axis=axis, out=target)
+        # Along the first axis row after row: numpy's cumsum across rows is many
+        # times slower here than adding each (vectorised) row to the one before.
+        for row in range(lo + 1, hi + 1):
+            np.add(table[row], table[row - 1], out=table[row])
     return SummedArea(table, scales)
