@@ -23,14 +23,7 @@ import numpy as np
 from .._checks import check_bool, check_int
 from .._errors import ZarrsampleError
 from ._cache import ChunkCache
-from ._chunk_reads import (
-    ChunkRequest,
-    Source,
-    assemble,
-    load_groups,
-    read_run,
-    window_requests,
-)
+from ._chunk_reads import ChunkRequest, Source, load_groups, read_run, window_requests
 from ._faults import RetryPolicy
 from ._padding import (
     PaddingMode,
@@ -38,7 +31,7 @@ from ._padding import (
     check_padding_mode,
 )
 from ._reader_checks import check_output_axes
-from ._windows import image_view, output_shape, window_sources
+from ._windows import fill_window, image_view, output_shape, window_sources
 
 if TYPE_CHECKING:
     from ..sources._collection import ImageCollection
@@ -246,7 +239,8 @@ class PatchReader:
         out: dict[str, np.ndarray] = {}
         for source in self._sources(collection, start, stop, spatial_axes, key):
             result = np.empty(output_shape(source, self.output_axes), source.image.dtype)
-            self._fill_window(cache, source, image_view(source, result, self.output_axes), self.retry)
+            view = image_view(source, result, self.output_axes)
+            fill_window(cache, source, view, self.retry, self._constant(source))
             out[source.name] = result
         return out
 
@@ -285,7 +279,8 @@ class PatchReader:
                     f"{source.name!r} is {shape} {source.image.dtype}, but its batch slot is {got}: "
                     "samples of one batch must have one shape per modality"
                 )
-            self._fill_window(cache, source, image_view(source, target, self.output_axes), self.retry)
+            view = image_view(source, target, self.output_axes)
+            fill_window(cache, source, view, self.retry, self._constant(source))
 
     def output_shapes(
         self,
@@ -386,26 +381,13 @@ class PatchReader:
             output_axes=self.output_axes,
         )
 
-    def _fill_value(self, source: Source) -> Any:
+    def _constant(self, source: Source) -> Any:
+        """The fill of ``source``'s padded positions (``"constant"`` mode), else None."""
+        if self.padding_mode != "constant" or not source.padded:
+            return None
         dtype = source.image.dtype
         fill = self._fills.get(dtype)
         if fill is None:
             where = f" of modality {source.name!r}"
             fill = self._fills[dtype] = check_pad_value(self.pad_value, dtype, where=where)
         return fill
-
-    def _fill_window(self, cache: ChunkCache, source: Source, out: np.ndarray, retry: RetryPolicy) -> None:
-        """Write the padded window of ``source`` into ``out`` (image-axes order)."""
-        if self.padding_mode == "constant" and source.padded:
-            out[...] = self._fill_value(source)
-        if any(h <= lo for lo, h in zip(source.lo, source.hi)):
-            return  # entirely outside the image (constant mode)
-        if all(m is None for m in source.maps):
-            assemble(cache, source, out[source.dst], retry)
-            return
-        block = np.empty([h - lo for lo, h in zip(source.lo, source.hi)], source.image.dtype)
-        assemble(cache, source, block, retry)
-        for axis, idx in enumerate(source.maps):
-            if idx is not None:
-                block = np.take(block, idx, axis=axis)
-        out[...] = block

@@ -1,7 +1,8 @@
 """The windows of a patch per modality: what to read, and where it lands in the output.
 
 Pure functions over a collection and a reference window; the
-:class:`._reader.PatchReader` reads what they describe.
+:class:`._reader.PatchReader` reads what they describe, and
+:func:`fill_window` copies a window out of the cached chunks into its output.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import numpy as np
 
 from .._errors import ZarrsampleError
 from ..sources._placement import map_window
-from ._chunk_reads import Source
+from ._cache import ChunkCache
+from ._chunk_reads import Source, assemble
+from ._faults import RetryPolicy
 from ._padding import read_range
 from ._reader_checks import check_spatial_axes, check_window_vector
 
 if TYPE_CHECKING:
     from ..sources._collection import ImageCollection
 
-__all__ = ["image_view", "ordered_shape", "output_shape", "returned_modalities", "window_sources"]
+__all__ = [
+    "fill_window", "image_view", "ordered_shape", "output_shape", "returned_modalities", "window_sources",
+]
 
 
 def window_sources(
@@ -109,3 +114,25 @@ def image_view(source: Source, result: np.ndarray, output_axes: Mapping[str, str
     view = view.transpose([kept.index(a) for a in axes if a in kept])
     dropped = [i for i, a in enumerate(axes) if a not in kept]
     return np.expand_dims(view, dropped) if dropped else view
+
+
+def fill_window(cache: ChunkCache, source: Source, out: np.ndarray, retry: RetryPolicy, fill: Any) -> None:
+    """Write the padded window of ``source`` into ``out`` (image-axes order).
+
+    ``fill`` (not None) is first written everywhere: the constant of padded
+    positions. Image pixels come from the cached chunks, gathered through
+    ``source.maps`` where padding copies pixels.
+    """
+    if fill is not None:
+        out[...] = fill
+    if any(h <= lo for lo, h in zip(source.lo, source.hi)):
+        return  # entirely outside the image (constant mode)
+    if all(m is None for m in source.maps):
+        assemble(cache, source, out[source.dst], retry)
+        return
+    block = np.empty([h - lo for lo, h in zip(source.lo, source.hi)], source.image.dtype)
+    assemble(cache, source, block, retry)
+    for axis, idx in enumerate(source.maps):
+        if idx is not None:
+            block = np.take(block, idx, axis=axis)
+    out[...] = block
