@@ -24,6 +24,7 @@ from .._checks import check_bool, check_int
 from .._errors import ZarrsampleError
 from ._cache import ChunkCache
 from ._chunk_reads import ChunkRequest, Source, load_groups, read_run, window_requests
+from ._context import WindowSize, check_window
 from ._faults import RetryPolicy
 from ._padding import (
     PaddingMode,
@@ -74,13 +75,21 @@ class PatchReader:
     remember_failures : bool
         A chunk that failed (after its retries) fails again at once, without
         being read, until :meth:`forget_failures` (``on_error="skip"``).
+    window : dict of str to int, sequence of int or dict, optional
+        Context windows: ``{modality: size}`` reads that modality as a window
+        of its own size in its own pixels, centred on the patch (e.g.
+        ``{"context": 256}`` for a coarser level of the slide). A size is an
+        int (every spatial axis the modality has with extent > 1), one int
+        per axis of ``spatial_axes`` or ``{axis: int}``; other axes keep the
+        mapped patch window. See :mod:`._context` for the centring rule.
 
     Raises
     ------
     TypeError
         A parameter of the wrong type.
     ZarrsampleError
-        An unknown ``padding_mode``, a bad axis string, negative sizes.
+        An unknown ``padding_mode``, a bad axis string, negative sizes or
+        ``window`` sizes below 1.
 
     Notes
     -----
@@ -128,6 +137,7 @@ class PatchReader:
         retries: int = 0,
         backoff: float = 0.05,
         remember_failures: bool = False,
+        window: Mapping[str, WindowSize] | None = None,
     ) -> None:
         self.padding_mode: str = check_padding_mode(padding_mode)
         if not isinstance(pad_value, (Real, np.bool_)):
@@ -141,6 +151,7 @@ class PatchReader:
         self.prefetch_workers: int = check_int(prefetch_workers, "prefetch_workers")
         self.retry: RetryPolicy = RetryPolicy(check_int(retries, "retries"), backoff)
         self.remember_failures: bool = check_bool(remember_failures, "remember_failures")
+        self.window: dict[str, WindowSize] = check_window(window)
         self._reset()
 
     def __repr__(self) -> str:
@@ -148,7 +159,7 @@ class PatchReader:
             f"PatchReader(padding_mode={self.padding_mode!r}, pad_value={self.pad_value!r}, "
             f"output_axes={self.output_axes!r}, cache_bytes={self.cache_bytes}, "
             f"prefetch_workers={self.prefetch_workers}, retries={self.retry.retries}, "
-            f"backoff={self.retry.backoff})"
+            f"backoff={self.retry.backoff}" + (f", window={self.window!r})" if self.window else ")")
         )
 
     def _reset(self) -> None:
@@ -161,12 +172,12 @@ class PatchReader:
     def __getstate__(self) -> dict[str, Any]:
         keep = (
             "padding_mode", "pad_value", "output_axes", "cache_bytes", "prefetch_workers", "retry",
-            "remember_failures",
+            "remember_failures", "window",
         )
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"window": {}, **state})  # readers pickled before ``window`` existed
         self._reset()
 
     def _cache_now(self) -> ChunkCache:
@@ -213,7 +224,8 @@ class PatchReader:
             values: the window mapped through the modality's placement
             (:meth:`ImageCollection.window_maps`; without metadata
             ``floor(start*m/n)``, ``max(1, round_half_up(size*m/n))`` on an
-            axis where the reference has extent n and the modality m),
+            axis where the reference has extent n and the modality m; for a
+            modality in ``window``, its own size centred on the patch),
             non-spatial axes whole, axes ordered per ``output_axes``.
             C-contiguous, newly allocated.
 
@@ -224,7 +236,9 @@ class PatchReader:
         ZarrsampleError
             Wrong lengths, ``stop <= start``, ``output_axes`` naming unknown
             modalities or dropping an axis whose window is longer than 1,
-            ``pad_value`` not representable in a modality's dtype.
+            ``window`` naming a modality the read does not return or sizes
+            that do not fit ``spatial_axes``, ``pad_value`` not
+            representable in a modality's dtype.
         ChunkReadError
             A storage chunk of the window could not be read or decoded
             (after ``retries`` for transient errors).
@@ -378,7 +392,7 @@ class PatchReader:
     ) -> Iterator[Source]:
         return window_sources(
             collection, start, stop, spatial_axes, key, padding_mode=self.padding_mode,
-            output_axes=self.output_axes,
+            output_axes=self.output_axes, window=self.window,
         )
 
     def _constant(self, source: Source) -> Any:
