@@ -13,6 +13,7 @@ from .._checks import check_int
 from .._errors import ZarrsampleError
 from ..planning._plan import PatchPlan, check_plan_fits
 from ..reading._chunk_reads import ChunkRequest
+from ..reading._context import WindowSize, check_collection_window, window_positions
 from ..reading._faults import OnError, SkipLog, check_on_error
 from ..reading._reader import PatchReader
 from ..reading._source_checks import check_sources
@@ -69,9 +70,16 @@ class PatchDataset:
         cache needs only that many chunks; None shuffles all patches at once.
     return_positions : bool
         Add ``"position"`` ((D, 2) int64 ``[start, stop)`` per spatial axis,
-        pad included, reference pixels) and ``"image_index"`` to samples.
+        pad included, reference pixels) and ``"image_index"`` to samples;
+        and ``"<name>_position"`` for each modality in ``window``: its
+        window's ``[start, stop)`` in its own pixels ((D, 2) int64,
+        ``[0, 1)`` on an axis it lacks).
     padding_mode, pad_value, output_axes, cache_bytes
         As for :class:`PatchReader`.
+    window : dict, optional
+        Context windows, as for :class:`PatchReader`: ``{"context": 256}``
+        reads modality ``"context"`` (e.g. a coarser level of the slide) as
+        256 of its own pixels per spatial axis, centred on each patch.
     transform : callable, optional
         Applied to every sample dict (augmentation hook).
     prefetch : int
@@ -166,6 +174,7 @@ class PatchDataset:
         retries: int = 3,
         backoff: float = 0.05,
         check_sources: bool = True,
+        window: Mapping[str, WindowSize] | None = None,
     ) -> None:
         if isinstance(collections, ImageCollection):
             collections = [collections]
@@ -195,7 +204,7 @@ class PatchDataset:
             padding_mode=padding_mode, pad_value=pad_value, output_axes=output_axes,
             cache_bytes=cache_bytes, prefetch_workers=check_int(read_threads, "read_threads"),
             retries=0 if on_error == "raise" else check_int(retries, "retries"), backoff=backoff,
-            remember_failures=on_error == "skip",
+            remember_failures=on_error == "skip", window=window,
         )
         self._skip = SkipLog()
         self._recorded = [
@@ -203,6 +212,10 @@ class PatchDataset:
             for i, c in enumerate(self.collections) for k in c
         ]
         self.plans = self._make_plans(plans)
+        for k, (coll, plan) in enumerate(zip(self.collections, self.plans)):
+            check_collection_window(
+                coll, self.reader.window, plan.spatial_axes, f"collection {k}", positions=return_positions
+            )
         sizes = np.array([len(p) for p in self.plans], np.int64)
         if not sizes.any():
             raise ZarrsampleError(
@@ -221,6 +234,7 @@ class PatchDataset:
                 (k, tuple(c[k].shape), str(c[k].dtype), c[k].axes) for c in self.collections for k in c
             ),
             shuffle=shuffle, draw_same_chunk=draw_same_chunk, window=shuffle_window,
+            **({"context_window": self.reader.window} if self.reader.window else {}),
         )
 
     def _make_plans(self, plans: Sequence[PatchPlan] | None) -> list[PatchPlan]:
@@ -281,6 +295,10 @@ class PatchDataset:
         if self.return_positions:
             sample["position"] = np.stack([start, stop], axis=1)
             sample["image_index"] = k
+            if self.reader.window:
+                sample.update(window_positions(
+                    self.collections[k], start, stop, plan.spatial_axes, self.reader.window
+                ))
         return sample if self.transform is None else self.transform(sample)
 
     def _chunk_requests(self, i: int) -> list[ChunkRequest]:
@@ -302,8 +320,9 @@ class PatchDataset:
         -------
         dict of str to numpy.ndarray
             Per modality a ``(B, ...)`` array; with ``return_positions``
-            also ``"position"`` ``(B, D, 2)`` int64 and ``"image_index"``
-            ``(B,)`` int64. Without a ``transform`` each patch is copied
+            also ``"position"`` ``(B, D, 2)`` int64, ``"image_index"``
+            ``(B,)`` int64 and ``"<name>_position"`` ``(B, D, 2)`` int64
+            per modality in ``window``. Without a ``transform`` each patch is copied
             from the cached chunks straight into its slot; with one, the
             transformed samples (dicts of arrays and numbers) are stacked.
 
@@ -329,7 +348,7 @@ class PatchDataset:
 
     @property
     def fingerprint(self) -> int:
-        """63-bit fingerprint of plans, images and order options (checked when restoring a state)."""
+        """63-bit fingerprint of plans, images, order options and ``window`` (checked when restoring a state)."""
         return self._fingerprint
 
     def epoch_length(
