@@ -11,7 +11,7 @@ import numpy as np
 
 from .._checks import check_int
 from .._errors import ZarrsampleError
-from ..planning._plan import PatchPlan, check_plan_fits
+from ..planning._plan import PatchPlan
 from ..reading._chunk_reads import ChunkRequest
 from ..reading._context import WindowSize, check_collection_window, window_positions
 from ..reading._faults import OnError, SkipLog, check_on_error
@@ -22,29 +22,12 @@ from ..sources._validate import recorded_metadata
 from ._batch import batch_indices, read_batch
 from ._epoch import EpochIterator
 from ._order import epoch_order, shard, shard_length
+from ._plans import dataset_plans, plan_digest
 from ._state import config_fingerprint, resume_point
 
-__all__ = ["PatchDataset", "check_dataset", "whole_image_plan"]
+__all__ = ["PatchDataset", "check_dataset"]
 
 Sample = dict[str, Any]
-
-
-def whole_image_plan(collection: ImageCollection) -> PatchPlan:
-    """A plan with one patch: the whole reference image (``sampler=None``)."""
-    shape = collection.spatial_shape
-    d = len(shape)
-    return PatchPlan(
-        spatial_axes=collection.spatial_axes, image_shape=shape, patch_size=shape, stride=shape,
-        pad=(0,) * d, tile_shape=shape, toplefts=np.zeros((1, d), np.int64),
-        coverage=np.array([float(np.prod(shape))]),
-    )
-
-
-def _plan_digest(plan: PatchPlan) -> int:
-    return config_fingerprint(
-        axes=plan.spatial_axes, image=plan.image_shape, patch=plan.patch_size, pad=plan.pad,
-        tile=plan.tile_shape, toplefts=plan.toplefts, chunks=plan.chunk_ids,
-    )
 
 
 class PatchDataset:
@@ -211,7 +194,7 @@ class PatchDataset:
             (f"collection {i} modality {k!r}", c[k], recorded_metadata(c[k]))
             for i, c in enumerate(self.collections) for k in c
         ]
-        self.plans = self._make_plans(plans)
+        self.plans = dataset_plans(self.collections, sampler, plans)
         for k, (coll, plan) in enumerate(zip(self.collections, self.plans)):
             check_collection_window(
                 coll, self.reader.window, plan.spatial_axes, f"collection {k}", positions=return_positions
@@ -229,29 +212,13 @@ class PatchDataset:
         runs = [np.diff(np.flatnonzero(np.diff(p.chunk_ids, prepend=-1, append=-1))) for p in self.plans]
         self._chunk_sizes = np.concatenate(runs).astype(np.int64) if runs else np.zeros(0, np.int64)
         self._fingerprint = config_fingerprint(
-            plans=tuple(_plan_digest(p) for p in self.plans),
+            plans=tuple(plan_digest(p) for p in self.plans),
             images=tuple(
                 (k, tuple(c[k].shape), str(c[k].dtype), c[k].axes) for c in self.collections for k in c
             ),
             shuffle=shuffle, draw_same_chunk=draw_same_chunk, window=shuffle_window,
             **({"context_window": self.reader.window} if self.reader.window else {}),
         )
-
-    def _make_plans(self, plans: Sequence[PatchPlan] | None) -> list[PatchPlan]:
-        if plans is None:
-            if self.sampler is None:
-                return [whole_image_plan(c) for c in self.collections]
-            if not hasattr(self.sampler, "plan"):
-                raise TypeError(f"sampler must be a PatchSampler or None, got {self.sampler!r}")
-            return [self.sampler.plan(c) for c in self.collections]
-        plans = list(plans)
-        if len(plans) != len(self.collections) or not all(isinstance(p, PatchPlan) for p in plans):
-            raise ZarrsampleError(
-                f"plans must hold one PatchPlan per collection ({len(self.collections)}), got {len(plans)}"
-            )
-        for i, (plan, coll) in enumerate(zip(plans, self.collections)):
-            check_plan_fits(plan, coll, name=f"plans[{i}]")  # axes, extents, chunk tile
-        return plans
 
     def __repr__(self) -> str:
         return (
