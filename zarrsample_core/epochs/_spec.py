@@ -42,7 +42,7 @@ def _collection_spec(dataset: Any, k: int) -> SampleSpec:
     collection, plan = dataset.collections[k], dataset.plans[k]
     output_axes, window = dataset.reader.output_axes, dataset.reader.window
     names = returned_modalities(collection, output_axes, f"collection {k}")
-    check_window_names(window, names, f"collection {k}")
+    check_window_names(window, names, f"collection {k}", collection.mask_name)
     spec: SampleSpec = {
         name: (
             _modality_shape(collection, name, plan, output_axes, window.get(name)),

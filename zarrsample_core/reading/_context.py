@@ -116,19 +116,22 @@ def check_window(value: object) -> dict[str, WindowSize]:
     return out
 
 
-def check_window_names(window: Mapping[str, WindowSize], names: Sequence[str], who: str) -> None:
+def check_window_names(
+    window: Mapping[str, WindowSize], names: Sequence[str], who: str, mask: str | None = None
+) -> None:
     """Refuse ``window`` naming a modality outside ``names`` (those a read returns).
 
     Raises
     ------
     ZarrsampleError
-        The message lists the modalities ``who`` (a collection) returns.
+        The message lists the modalities ``who`` (a collection) returns,
+        and says so when the one named is ``mask``.
     """
     unknown = [n for n in window if n not in names]
     if unknown:
+        why = f" ({mask!r} is the mask, which is never returned)" if mask in unknown else ""
         raise ZarrsampleError(
-            f"window names modalities {unknown} that {who} does not return (the mask is never "
-            f"returned); modalities: {list(names)}"
+            f"window names modalities {unknown} that {who} does not return{why}; modalities: {list(names)}"
         )
 
 
@@ -149,7 +152,7 @@ def check_collection_window(
         that would hide a modality.
     """
     names = [n for n in collection if n != collection.mask_name]
-    check_window_names(window, names, who)
+    check_window_names(window, names, who, collection.mask_name)
     for name, size in window.items():
         image = collection[name]
         covered_sizes(name, size, image.axes, image.shape, spatial_axes)

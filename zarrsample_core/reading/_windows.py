@@ -50,7 +50,7 @@ def window_sources(
     names = returned_modalities(collection, output_axes)
     window = window or {}
     if window:
-        check_window_names(window, names, "the collection")
+        check_window_names(window, names, "the collection", collection.mask_name)
     patch = (tuple(start_v), tuple(stop_v))
     for name in names:
         image = collection[name]
