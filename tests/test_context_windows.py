@@ -426,6 +426,7 @@ def test_a_state_of_another_window_is_refused(slide):
     ({"context": {}}, ZarrsampleError, r"window\['context'\] must name at least one axis"),
     ({"context": {"Q": 4}}, ZarrsampleError, r"window\['context'\] keys must be axis letters .* got 'Q'"),
     ({"context": {"Y": 0}}, ZarrsampleError, r"window\['context'\]\['Y'\] must be >= 1, got 0"),
+    ({"context": {"y": 4, "Y": 4}}, ZarrsampleError, r"window\['context'\]=\{'y': 4, 'Y': 4\} gives axis 'Y' twice"),
 ])
 def test_bad_windows_are_refused_at_construction(slide, window, error, match):
     with pytest.raises(error, match=match):

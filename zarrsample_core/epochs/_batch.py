@@ -2,9 +2,8 @@
 
 A batch is what stacking the single samples of the same indices gives (a
 dict of ``(B, ...)`` arrays, positions, context windows' included, as
-``(B, D, 2)``), built without the
-per-sample arrays: each patch is copied from the cached chunks straight into
-its slot.
+``(B, D, 2)``), built without the per-sample arrays: each patch is copied
+from the cached chunks straight into its slot.
 """
 
 from __future__ import annotations

@@ -96,7 +96,9 @@ class PatchDataset:
     Raises
     ------
     TypeError, ZarrsampleError
-        Bad parameter types or values; the message names the parameter.
+        Bad parameter types or values; the message names the parameter
+        (``window`` also when it names a modality a collection does not
+        return, or sizes that do not fit the plans' spatial axes).
     ZarrsampleError
         ``collections`` is empty, or no patch was planned in any of them
         (a ``ValueError``, as zarrdataset raises for an empty dataset).
@@ -289,9 +291,10 @@ class PatchDataset:
             Per modality a ``(B, ...)`` array; with ``return_positions``
             also ``"position"`` ``(B, D, 2)`` int64, ``"image_index"``
             ``(B,)`` int64 and ``"<name>_position"`` ``(B, D, 2)`` int64
-            per modality in ``window``. Without a ``transform`` each patch is copied
-            from the cached chunks straight into its slot; with one, the
-            transformed samples (dicts of arrays and numbers) are stacked.
+            per modality in ``window``. Without a ``transform`` each patch
+            is copied from the cached chunks straight into its slot; with
+            one, the transformed samples (dicts of arrays and numbers) are
+            stacked.
 
         Raises
         ------

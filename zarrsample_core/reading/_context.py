@@ -75,7 +75,8 @@ def check_window(value: object) -> dict[str, WindowSize]:
         ``value`` is not a dict, a name is not a str, a size or one of its
         entries has the wrong type.
     ZarrsampleError
-        A size below 1, an empty sequence or dict, an unknown axis letter.
+        A size below 1, an empty sequence or dict, an unknown or repeated
+        axis letter.
 
     Examples
     --------
@@ -103,6 +104,8 @@ def check_window(value: object) -> dict[str, WindowSize]:
                     raise ZarrsampleError(
                         f"{where} keys must be axis letters ({', '.join(KNOWN_AXES)}), got {axis!r}"
                     )
+                if letter in axes:
+                    raise ZarrsampleError(f"{where}={size!r} gives axis {letter!r} twice")
                 axes[letter] = _size(v, f"{where}[{letter!r}]")
             out[name] = axes
         elif isinstance(size, Sequence) and not isinstance(size, (str, bytes)):
