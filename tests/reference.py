@@ -88,3 +88,39 @@ def patch_density(shape, extent, start, stop) -> np.ndarray:
                 dx = interval_overlap(Fraction(x0), Fraction(x1), Fraction(j * big_w, w), Fraction((j + 1) * big_w, w))
                 out[i, j] += dy * dx / (Fraction(big_h, h) * Fraction(big_w, w))
     return out
+
+
+def nearest_window_start(centre: Fraction, size: int) -> int:
+    """Start of the ``size``-pixel window whose centre is nearest to ``centre``; ties to the right.
+
+    By search over the candidate starts, not by a formula.
+    """
+    guess = int(centre) - size
+    candidates = range(guess - 2, guess + size + 3)
+    return min(candidates, key=lambda s: (abs(s + Fraction(size, 2) - centre), -s))
+
+
+def shape_ratio_centre(start: int, stop: int, n: int, m: int) -> Fraction:
+    """Centre of the reference window ``[start, stop)`` in modality edges, corners aligned (``m / n``)."""
+    return Fraction(m, n) * Fraction(start + stop, 2)
+
+
+def physical_centre(start: int, stop: int, reference, modality) -> Fraction:
+    """Centre of ``[start, stop)`` in modality edges through physical space.
+
+    ``reference`` and ``modality`` are ``(scale, translation)``: pixel ``i``
+    covers ``[t + s * (i - 1/2), t + s * (i + 1/2))``.
+    """
+    (s_ref, t_ref), (s_mod, t_mod) = reference, modality
+    left = t_ref + s_ref * (start - Fraction(1, 2))
+    right = t_ref + s_ref * (stop - Fraction(1, 2))
+    middle = (left + right) / 2
+    return (middle - t_mod) / s_mod + Fraction(1, 2)
+
+
+def padded_read(full: np.ndarray, starts, sizes, mode: str, pad_value=0) -> np.ndarray:
+    """``full[start:start + size]`` per axis, with the outside filled by ``numpy.pad``."""
+    widths = [(max(0, -s), max(0, s + n - m)) for s, n, m in zip(starts, sizes, full.shape)]
+    extra = {"constant_values": pad_value} if mode == "constant" else {}
+    padded = np.pad(full, widths, mode=mode, **extra)
+    return padded[tuple(slice(s + b, s + b + n) for s, n, (b, _) in zip(starts, sizes, widths))]

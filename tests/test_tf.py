@@ -266,3 +266,20 @@ def test_output_signature_is_what_as_tf_dataset_gives_and_builds_a_pipeline_by_h
     assert [s["images"].numpy().tobytes() for s in by_hand] == [s["images"].tobytes() for s in core.epoch(0)]
     with pytest.raises(TypeError, match="PatchDataset"):
         output_signature("not a dataset")
+
+
+def test_context_windows_and_their_positions_are_in_the_signature():
+    image = open_image(np.arange(40 * 24, dtype=np.uint16).reshape(40, 24), axes="YX")
+    context = open_image(np.arange(10 * 6, dtype=np.uint8).reshape(10, 6), axes="YX")  # level 2
+    core = PatchDataset(ImageCollection({"images": image, "context": context}, spatial_axes="YX"),
+                        PatchSampler(8, spatial_axes="YX"), return_positions=True, window={"context": 5})
+    signature = output_signature(core)
+    assert signature["context"] == tf.TensorSpec((5, 5), tf.uint8)
+    assert signature["context_position"] == tf.TensorSpec((2, 2), tf.int64)
+    batches = list(as_tf_dataset(core, batch_size=4))
+    expected = [core.read_batch(core.order(0)[k:k + 4]) for k in range(0, len(core), 4)]
+    assert len(batches) == len(expected)
+    for got, want in zip(batches, expected):
+        assert set(got) == set(want)
+        for key, value in want.items():
+            np.testing.assert_array_equal(got[key].numpy(), value, err_msg=key)

@@ -1,9 +1,9 @@
 """Batches: many samples read into one preallocated array per modality.
 
 A batch is what stacking the single samples of the same indices gives (a
-dict of ``(B, ...)`` arrays, positions as ``(B, D, 2)``), built without the
-per-sample arrays: each patch is copied from the cached chunks straight into
-its slot.
+dict of ``(B, ...)`` arrays, positions, context windows' included, as
+``(B, D, 2)``), built without the per-sample arrays: each patch is copied
+from the cached chunks straight into its slot.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .._errors import ZarrsampleError
+from ..reading._context import window_positions
 from ..reading._faults import SkipLog
 
 if TYPE_CHECKING:
@@ -115,9 +116,11 @@ def read_batch(dataset: BatchSource, indices: np.ndarray, view: EpochPlans | Non
     k, plan, start, stop = dataset._window(int(indices[0]), view)
     shapes = dataset.reader.output_shapes(dataset.collections[k], start, stop, spatial_axes=plan.spatial_axes)
     out = {name: np.empty((size, *shape), dtype) for name, (shape, dtype) in shapes.items()}
+    window = dataset.reader.window if dataset.return_positions else {}
     if dataset.return_positions:
         out["position"] = np.empty((size, len(start), 2), np.int64)
         out["image_index"] = np.empty(size, np.int64)
+        out.update({f"{name}_position": np.empty((size, len(start), 2), np.int64) for name in window})
     names = list(shapes)
 
     def read_slot(i: int, j: int) -> None:
@@ -129,6 +132,9 @@ def read_batch(dataset: BatchSource, indices: np.ndarray, view: EpochPlans | Non
         if dataset.return_positions:
             out["position"][j, :, 0], out["position"][j, :, 1] = start, stop
             out["image_index"][j] = k
+            found = window_positions(dataset.collections[k], start, stop, plan.spatial_axes, window)
+            for key, value in found.items():
+                out[key][j] = value
 
     n = len(dataset) if view is None else len(view)
     image_of = partial(dataset._image_of, view=view)

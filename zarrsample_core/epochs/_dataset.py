@@ -13,6 +13,7 @@ from .._checks import check_int
 from .._errors import ZarrsampleError
 from ..planning._plan import PatchPlan
 from ..reading._chunk_reads import ChunkRequest
+from ..reading._context import WindowSize, check_collection_window, window_positions
 from ..reading._faults import OnError, SkipLog, check_on_error
 from ..reading._reader import PatchReader
 from ..reading._source_checks import check_sources
@@ -22,9 +23,9 @@ from ._batch import batch_indices, read_batch
 from ._epoch import EpochIterator
 from ._order import epoch_order, shard, shard_length
 from ._state import config_fingerprint, resume_point
-from ._views import EpochPlans, fixed_plans, plan_digest, whole_image_plan
+from ._views import EpochPlans, fixed_plans, plan_digest
 
-__all__ = ["PatchDataset", "check_dataset", "whole_image_plan"]
+__all__ = ["PatchDataset", "check_dataset"]
 
 Sample = dict[str, Any]
 
@@ -55,9 +56,16 @@ class PatchDataset:
         cache needs only that many chunks; None shuffles all patches at once.
     return_positions : bool
         Add ``"position"`` ((D, 2) int64 ``[start, stop)`` per spatial axis,
-        pad included, reference pixels) and ``"image_index"`` to samples.
+        pad included, reference pixels) and ``"image_index"`` to samples;
+        and ``"<name>_position"`` for each modality in ``window``: its
+        window's ``[start, stop)`` in its own pixels ((D, 2) int64,
+        ``[0, 1)`` on an axis it lacks).
     padding_mode, pad_value, output_axes, cache_bytes
         As for :class:`PatchReader`.
+    window : dict, optional
+        Context windows, as for :class:`PatchReader`: ``{"context": 256}``
+        reads modality ``"context"`` (e.g. a coarser level of the slide) as
+        256 of its own pixels per spatial axis, centred on each patch.
     transform : callable, optional
         Applied to every sample dict (augmentation hook).
     prefetch : int
@@ -91,7 +99,9 @@ class PatchDataset:
     Raises
     ------
     TypeError, ZarrsampleError
-        Bad parameter types or values; the message names the parameter.
+        Bad parameter types or values; the message names the parameter
+        (``window`` also when it names a modality a collection does not
+        return, or sizes that do not fit the plans' spatial axes).
     ZarrsampleError
         ``collections`` is empty, or no patch was planned in any of them
         (a ``ValueError``, as zarrdataset raises for an empty dataset).
@@ -152,6 +162,7 @@ class PatchDataset:
         retries: int = 3,
         backoff: float = 0.05,
         check_sources: bool = True,
+        window: Mapping[str, WindowSize] | None = None,
     ) -> None:
         if isinstance(collections, ImageCollection):
             collections = [collections]
@@ -181,7 +192,7 @@ class PatchDataset:
             padding_mode=padding_mode, pad_value=pad_value, output_axes=output_axes,
             cache_bytes=cache_bytes, prefetch_workers=check_int(read_threads, "read_threads"),
             retries=0 if on_error == "raise" else check_int(retries, "retries"), backoff=backoff,
-            remember_failures=on_error == "skip",
+            remember_failures=on_error == "skip", window=window,
         )
         self._skip = SkipLog()
         self._recorded = [
@@ -194,6 +205,10 @@ class PatchDataset:
         self._view = (
             self._epoch_view(0) if self.per_epoch else EpochPlans.of(fixed_plans(self.collections, sampler, plans))
         )
+        for k, (coll, plan) in enumerate(zip(self.collections, self._view.plans)):
+            check_collection_window(
+                coll, self.reader.window, plan.spatial_axes, f"collection {k}", positions=return_positions
+            )
         if not len(self._view):
             raise ZarrsampleError(
                 f"the dataset is empty: no patch was planned in any of its {len(self.collections)} image(s) (the "
@@ -206,6 +221,7 @@ class PatchDataset:
                 (k, tuple(c[k].shape), str(c[k].dtype), c[k].axes) for c in self.collections for k in c
             ),
             shuffle=shuffle, draw_same_chunk=draw_same_chunk, window=shuffle_window,
+            **({"context_window": self.reader.window} if self.reader.window else {}),
         )
 
     def _epoch_view(self, epoch: int) -> EpochPlans:
@@ -287,6 +303,10 @@ class PatchDataset:
         if self.return_positions:
             sample["position"] = np.stack([start, stop], axis=1)
             sample["image_index"] = k
+            if self.reader.window:
+                sample.update(window_positions(
+                    self.collections[k], start, stop, plan.spatial_axes, self.reader.window
+                ))
         return sample if self.transform is None else self.transform(sample)
 
     def _chunk_requests(self, i: int, view: EpochPlans | None = None) -> list[ChunkRequest]:
@@ -308,10 +328,12 @@ class PatchDataset:
         -------
         dict of str to numpy.ndarray
             Per modality a ``(B, ...)`` array; with ``return_positions``
-            also ``"position"`` ``(B, D, 2)`` int64 and ``"image_index"``
-            ``(B,)`` int64. Without a ``transform`` each patch is copied
-            from the cached chunks straight into its slot; with one, the
-            transformed samples (dicts of arrays and numbers) are stacked.
+            also ``"position"`` ``(B, D, 2)`` int64, ``"image_index"``
+            ``(B,)`` int64 and ``"<name>_position"`` ``(B, D, 2)`` int64
+            per modality in ``window``. Without a ``transform`` each patch
+            is copied from the cached chunks straight into its slot; with
+            one, the transformed samples (dicts of arrays and numbers) are
+            stacked.
 
         Raises
         ------
@@ -335,7 +357,7 @@ class PatchDataset:
 
     @property
     def fingerprint(self) -> int:
-        """63-bit fingerprint of plans, images and order options (checked when restoring a state)."""
+        """63-bit fingerprint of plans, images, order options and ``window`` (checked when restoring a state)."""
         return self._fingerprint
 
     def epoch_length(

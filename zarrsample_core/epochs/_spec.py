@@ -4,7 +4,8 @@ Framework adapters need them up front (a ``tf.data`` output signature, a
 Grain element spec, a jitted step's input shapes). They follow from the
 plans alone: a patch window is ``patch_size + 2 * pad`` reference pixels on
 every spatial axis, each modality sees it through its window map
-(:meth:`ImageCollection.window_maps`, the reader's), other axes are read
+(:meth:`ImageCollection.window_maps`, the reader's) or, when the reader's
+``window`` names it, as a window of its own size; other axes are read
 whole, and ``output_axes`` orders the result.
 """
 
@@ -16,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from .._errors import ZarrsampleError
+from ..reading._context import WindowSize, check_window_names, modality_window
 from ..reading._windows import ordered_shape, returned_modalities
-from ..sources._placement import map_window
 
 __all__ = ["sample_spec"]
 
@@ -25,28 +26,35 @@ __all__ = ["sample_spec"]
 SampleSpec = dict[str, tuple[tuple[int | None, ...], np.dtype]]
 
 
-def _modality_shape(collection: Any, name: str, plan: Any, output_axes: Mapping[str, str]) -> tuple[int, ...]:
+def _modality_shape(
+    collection: Any, name: str, plan: Any, output_axes: Mapping[str, str], size: WindowSize | None
+) -> tuple[int, ...]:
     """Shape of modality ``name`` in every sample of ``plan`` (what the reader allocates)."""
     image = collection[name]
     axes = plan.spatial_axes
     window = [p + 2 * q for p, q in zip(plan.patch_size, plan.pad)]
-    maps = collection.window_maps(name, axes)
-    scaled = {a: map_window(0, w, amap)[1] for a, w, amap in zip(axes, window, maps)}
-    sizes = {a: scaled.get(a, int(m)) for a, m in zip(image.axes, image.shape)}
+    scaled = modality_window(collection, name, [0] * len(axes), window, axes, size)
+    sizes = {a: scaled[a][1] if a in scaled else int(m) for a, m in zip(image.axes, image.shape)}
     return ordered_shape(name, image.axes, sizes, output_axes)
 
 
 def _collection_spec(dataset: Any, k: int) -> SampleSpec:
     collection, plan = dataset.collections[k], dataset.plans[k]
-    output_axes = dataset.reader.output_axes
+    output_axes, window = dataset.reader.output_axes, dataset.reader.window
     names = returned_modalities(collection, output_axes, f"collection {k}")
+    check_window_names(window, names, f"collection {k}", collection.mask_name)
     spec: SampleSpec = {
-        name: (_modality_shape(collection, name, plan, output_axes), np.dtype(collection[name].dtype))
+        name: (
+            _modality_shape(collection, name, plan, output_axes, window.get(name)),
+            np.dtype(collection[name].dtype),
+        )
         for name in names
     }
     if dataset.return_positions:
-        spec["position"] = ((len(plan.spatial_axes), 2), np.dtype(np.int64))
+        d = len(plan.spatial_axes)
+        spec["position"] = ((d, 2), np.dtype(np.int64))
         spec["image_index"] = ((), np.dtype(np.int64))
+        spec.update({f"{name}_position": ((d, 2), np.dtype(np.int64)) for name in window})
     return spec
 
 
@@ -89,11 +97,12 @@ def sample_spec(dataset: Any) -> SampleSpec:
         One entry per sample key, in the order of a sample's keys: every
         modality except the mask (its dtype; its shape in the modality's own
         axis order or ``output_axes``), then ``"position"`` (``(D, 2)``
-        int64) and ``"image_index"`` (``()`` int64) when the dataset has
-        ``return_positions``. A size is None only where patches of the
-        dataset really differ (e.g. ``sampler=None`` over images of
-        different sizes); collections without patches are ignored, unless
-        no collection has any.
+        int64), ``"image_index"`` (``()`` int64) and, for each modality
+        named in ``window``, ``"<name>_position"`` (``(D, 2)`` int64) when
+        the dataset has ``return_positions``. A size is None only where
+        patches of the dataset really differ (e.g. ``sampler=None`` over
+        images of different sizes); collections without patches are
+        ignored, unless no collection has any.
 
     Raises
     ------
@@ -103,8 +112,9 @@ def sample_spec(dataset: Any) -> SampleSpec:
         ``dataset.transform`` is set (what it returns is unknown); or the
         collections disagree on the entries, a dtype or an entry's number of
         axes (the message names the entry and the collection); or
-        ``output_axes`` drops an axis longer than 1 or names a modality that
-        a collection lacks (as :meth:`PatchReader.read` would).
+        ``output_axes`` drops an axis longer than 1 or ``output_axes`` or
+        ``window`` names a modality that a collection does not return (as
+        :meth:`PatchReader.read` would).
 
     Notes
     -----

@@ -23,14 +23,8 @@ import numpy as np
 from .._checks import check_bool, check_int
 from .._errors import ZarrsampleError
 from ._cache import ChunkCache
-from ._chunk_reads import (
-    ChunkRequest,
-    Source,
-    assemble,
-    load_groups,
-    read_run,
-    window_requests,
-)
+from ._chunk_reads import ChunkRequest, Source, load_groups, read_run, window_requests
+from ._context import WindowSize, check_window
 from ._faults import RetryPolicy
 from ._padding import (
     PaddingMode,
@@ -38,7 +32,7 @@ from ._padding import (
     check_padding_mode,
 )
 from ._reader_checks import check_output_axes
-from ._windows import image_view, output_shape, window_sources
+from ._windows import fill_window, image_view, output_shape, window_sources
 
 if TYPE_CHECKING:
     from ..sources._collection import ImageCollection
@@ -81,13 +75,21 @@ class PatchReader:
     remember_failures : bool
         A chunk that failed (after its retries) fails again at once, without
         being read, until :meth:`forget_failures` (``on_error="skip"``).
+    window : dict of str to int, sequence of int or dict, optional
+        Context windows: ``{modality: size}`` reads that modality as a window
+        of its own size in its own pixels, centred on the patch (e.g.
+        ``{"context": 256}`` for a coarser level of the slide). A size is an
+        int (every spatial axis the modality has with extent > 1), one int
+        per axis of ``spatial_axes`` or ``{axis: int}``; other axes keep the
+        mapped patch window. See :mod:`._context` for the centring rule.
 
     Raises
     ------
     TypeError
         A parameter of the wrong type.
     ZarrsampleError
-        An unknown ``padding_mode``, a bad axis string, negative sizes.
+        An unknown ``padding_mode``, a bad axis string, negative sizes or
+        ``window`` sizes below 1.
 
     Notes
     -----
@@ -135,6 +137,7 @@ class PatchReader:
         retries: int = 0,
         backoff: float = 0.05,
         remember_failures: bool = False,
+        window: Mapping[str, WindowSize] | None = None,
     ) -> None:
         self.padding_mode: str = check_padding_mode(padding_mode)
         if not isinstance(pad_value, (Real, np.bool_)):
@@ -148,6 +151,7 @@ class PatchReader:
         self.prefetch_workers: int = check_int(prefetch_workers, "prefetch_workers")
         self.retry: RetryPolicy = RetryPolicy(check_int(retries, "retries"), backoff)
         self.remember_failures: bool = check_bool(remember_failures, "remember_failures")
+        self.window: dict[str, WindowSize] = check_window(window)
         self._reset()
 
     def __repr__(self) -> str:
@@ -155,7 +159,7 @@ class PatchReader:
             f"PatchReader(padding_mode={self.padding_mode!r}, pad_value={self.pad_value!r}, "
             f"output_axes={self.output_axes!r}, cache_bytes={self.cache_bytes}, "
             f"prefetch_workers={self.prefetch_workers}, retries={self.retry.retries}, "
-            f"backoff={self.retry.backoff})"
+            f"backoff={self.retry.backoff}" + (f", window={self.window!r})" if self.window else ")")
         )
 
     def _reset(self) -> None:
@@ -168,12 +172,12 @@ class PatchReader:
     def __getstate__(self) -> dict[str, Any]:
         keep = (
             "padding_mode", "pad_value", "output_axes", "cache_bytes", "prefetch_workers", "retry",
-            "remember_failures",
+            "remember_failures", "window",
         )
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"window": {}, **state})  # readers pickled before ``window`` existed
         self._reset()
 
     def _cache_now(self) -> ChunkCache:
@@ -220,7 +224,8 @@ class PatchReader:
             values: the window mapped through the modality's placement
             (:meth:`ImageCollection.window_maps`; without metadata
             ``floor(start*m/n)``, ``max(1, round_half_up(size*m/n))`` on an
-            axis where the reference has extent n and the modality m),
+            axis where the reference has extent n and the modality m; for a
+            modality in ``window``, its own size centred on the patch),
             non-spatial axes whole, axes ordered per ``output_axes``.
             C-contiguous, newly allocated.
 
@@ -231,7 +236,9 @@ class PatchReader:
         ZarrsampleError
             Wrong lengths, ``stop <= start``, ``output_axes`` naming unknown
             modalities or dropping an axis whose window is longer than 1,
-            ``pad_value`` not representable in a modality's dtype.
+            ``window`` naming a modality the read does not return or sizes
+            that do not fit ``spatial_axes``, ``pad_value`` not
+            representable in a modality's dtype.
         ChunkReadError
             A storage chunk of the window could not be read or decoded
             (after ``retries`` for transient errors).
@@ -246,7 +253,8 @@ class PatchReader:
         out: dict[str, np.ndarray] = {}
         for source in self._sources(collection, start, stop, spatial_axes, key):
             result = np.empty(output_shape(source, self.output_axes), source.image.dtype)
-            self._fill_window(cache, source, image_view(source, result, self.output_axes), self.retry)
+            view = image_view(source, result, self.output_axes)
+            fill_window(cache, source, view, self.retry, self._constant(source))
             out[source.name] = result
         return out
 
@@ -285,7 +293,8 @@ class PatchReader:
                     f"{source.name!r} is {shape} {source.image.dtype}, but its batch slot is {got}: "
                     "samples of one batch must have one shape per modality"
                 )
-            self._fill_window(cache, source, image_view(source, target, self.output_axes), self.retry)
+            view = image_view(source, target, self.output_axes)
+            fill_window(cache, source, view, self.retry, self._constant(source))
 
     def output_shapes(
         self,
@@ -383,29 +392,16 @@ class PatchReader:
     ) -> Iterator[Source]:
         return window_sources(
             collection, start, stop, spatial_axes, key, padding_mode=self.padding_mode,
-            output_axes=self.output_axes,
+            output_axes=self.output_axes, window=self.window,
         )
 
-    def _fill_value(self, source: Source) -> Any:
+    def _constant(self, source: Source) -> Any:
+        """The fill of ``source``'s padded positions (``"constant"`` mode), else None."""
+        if self.padding_mode != "constant" or not source.padded:
+            return None
         dtype = source.image.dtype
         fill = self._fills.get(dtype)
         if fill is None:
             where = f" of modality {source.name!r}"
             fill = self._fills[dtype] = check_pad_value(self.pad_value, dtype, where=where)
         return fill
-
-    def _fill_window(self, cache: ChunkCache, source: Source, out: np.ndarray, retry: RetryPolicy) -> None:
-        """Write the padded window of ``source`` into ``out`` (image-axes order)."""
-        if self.padding_mode == "constant" and source.padded:
-            out[...] = self._fill_value(source)
-        if any(h <= lo for lo, h in zip(source.lo, source.hi)):
-            return  # entirely outside the image (constant mode)
-        if all(m is None for m in source.maps):
-            assemble(cache, source, out[source.dst], retry)
-            return
-        block = np.empty([h - lo for lo, h in zip(source.lo, source.hi)], source.image.dtype)
-        assemble(cache, source, block, retry)
-        for axis, idx in enumerate(source.maps):
-            if idx is not None:
-                block = np.take(block, idx, axis=axis)
-        out[...] = block

@@ -1,7 +1,8 @@
 """The windows of a patch per modality: what to read, and where it lands in the output.
 
 Pure functions over a collection and a reference window; the
-:class:`._reader.PatchReader` reads what they describe.
+:class:`._reader.PatchReader` reads what they describe, and
+:func:`fill_window` copies a window out of the cached chunks into its output.
 """
 
 from __future__ import annotations
@@ -12,22 +13,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._errors import ZarrsampleError
-from ..sources._placement import map_window
-from ._chunk_reads import Source
+from ._cache import ChunkCache
+from ._chunk_reads import Source, assemble
+from ._context import WindowSize, check_window_names, modality_window
+from ._faults import RetryPolicy
 from ._padding import read_range
 from ._reader_checks import check_spatial_axes, check_window_vector
 
 if TYPE_CHECKING:
     from ..sources._collection import ImageCollection
 
-__all__ = ["image_view", "ordered_shape", "output_shape", "returned_modalities", "window_sources"]
+__all__ = [
+    "fill_window", "image_view", "ordered_shape", "output_shape", "returned_modalities", "window_sources",
+]
 
 
 def window_sources(
     collection: ImageCollection, start: Any, stop: Any, spatial_axes: str, key: Any, *,
-    padding_mode: str, output_axes: Mapping[str, str],
+    padding_mode: str, output_axes: Mapping[str, str], window: Mapping[str, WindowSize] | None = None,
 ) -> Iterator[Source]:
-    """One :class:`Source` per modality (mask excluded) for the reference window ``[start, stop)``."""
+    """One :class:`Source` per modality (mask excluded) for the reference window ``[start, stop)``.
+
+    A modality named in ``window`` reads its own window size, centred on the
+    patch (:mod:`._context`); the others the patch window mapped through
+    their placement.
+    """
     spatial_axes = check_spatial_axes(spatial_axes)
     start_v = check_window_vector(start, "start", spatial_axes)
     stop_v = check_window_vector(stop, "stop", spatial_axes)
@@ -38,18 +48,20 @@ def window_sources(
             f"(empty on axes {bad})"
         )
     names = returned_modalities(collection, output_axes)
-    window = (tuple(start_v), tuple(stop_v))
+    window = window or {}
+    if window:
+        check_window_names(window, names, "the collection", collection.mask_name)
+    patch = (tuple(start_v), tuple(stop_v))
     for name in names:
         image = collection[name]
-        maps = collection.window_maps(name, spatial_axes)
-        scaled = {a: map_window(s, e, amap) for a, s, e, amap in zip(spatial_axes, start_v, stop_v, maps)}
+        scaled = modality_window(collection, name, start_v, stop_v, spatial_axes, window.get(name))
         per_axis = [scaled.get(a, (0, m)) for a, m in zip(image.axes, image.shape)]
         ranges = [read_range(w0, size, m, padding_mode) for (w0, size), m in zip(per_axis, image.shape)]
         lo, hi, dst, gathers, padded = zip(*ranges)
         sizes = tuple(size for _, size in per_axis)
         identity = (image.name, getattr(image, "level", 0), tuple(image.origin), tuple(image.shape))
         yield Source(
-            name, image, (key, name, identity), sizes, lo, hi, dst, gathers, any(padded), window,
+            name, image, (key, name, identity), sizes, lo, hi, dst, gathers, any(padded), patch,
             spatial_axes,
         )
 
@@ -109,3 +121,25 @@ def image_view(source: Source, result: np.ndarray, output_axes: Mapping[str, str
     view = view.transpose([kept.index(a) for a in axes if a in kept])
     dropped = [i for i, a in enumerate(axes) if a not in kept]
     return np.expand_dims(view, dropped) if dropped else view
+
+
+def fill_window(cache: ChunkCache, source: Source, out: np.ndarray, retry: RetryPolicy, fill: Any) -> None:
+    """Write the padded window of ``source`` into ``out`` (image-axes order).
+
+    ``fill`` (not None) is first written everywhere: the constant of padded
+    positions. Image pixels come from the cached chunks, gathered through
+    ``source.maps`` where padding copies pixels.
+    """
+    if fill is not None:
+        out[...] = fill
+    if any(h <= lo for lo, h in zip(source.lo, source.hi)):
+        return  # entirely outside the image (constant mode)
+    if all(m is None for m in source.maps):
+        assemble(cache, source, out[source.dst], retry)
+        return
+    block = np.empty([h - lo for lo, h in zip(source.lo, source.hi)], source.image.dtype)
+    assemble(cache, source, block, retry)
+    for axis, idx in enumerate(source.maps):
+        if idx is not None:
+            block = np.take(block, idx, axis=axis)
+    out[...] = block
