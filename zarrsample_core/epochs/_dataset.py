@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from numbers import Integral
 from typing import Any, Literal
 
@@ -12,25 +11,24 @@ import numpy as np
 from .._checks import check_int
 from .._errors import ZarrsampleError
 from ..planning._plan import PatchPlan
-from ..reading._chunk_reads import ChunkRequest
-from ..reading._context import WindowSize, check_collection_window, window_positions
+from ..reading._context import WindowSize, check_collection_window
 from ..reading._faults import OnError, SkipLog, check_on_error
 from ..reading._reader import PatchReader
 from ..reading._source_checks import check_sources
 from ..sources._collection import ImageCollection
 from ..sources._validate import recorded_metadata
-from ._batch import batch_indices, read_batch
+from ._access import SampleAccess
 from ._epoch import EpochIterator
 from ._order import epoch_order, shard, shard_length
 from ._state import config_fingerprint, resume_point
-from ._views import EpochPlans, fixed_plans, plan_digest
+from ._views import EpochPlans, EpochViews, plan_digest
 
 __all__ = ["PatchDataset", "check_dataset"]
 
 Sample = dict[str, Any]
 
 
-class PatchDataset:
+class PatchDataset(SampleAccess):
     """Patches of one or many images: random access and sharded epochs.
 
     Parameters
@@ -199,12 +197,10 @@ class PatchDataset:
             (f"collection {i} modality {k!r}", c[k], recorded_metadata(c[k]))
             for i, c in enumerate(self.collections) for k in c
         ]
+        self._views = EpochViews(self.collections, sampler, plans)
         #: Whether the positions change every epoch (the sampler's ``per_epoch``).
-        self.per_epoch = plans is None and bool(getattr(sampler, "per_epoch", False))
-        self._views: dict[int, EpochPlans] = {}
-        self._view = (
-            self._epoch_view(0) if self.per_epoch else EpochPlans.of(fixed_plans(self.collections, sampler, plans))
-        )
+        self.per_epoch = self._views.per_epoch
+        self._view = self._views[0]
         for k, (coll, plan) in enumerate(zip(self.collections, self._view.plans)):
             check_collection_window(
                 coll, self.reader.window, plan.spatial_axes, f"collection {k}", positions=return_positions
@@ -225,16 +221,8 @@ class PatchDataset:
         )
 
     def _epoch_view(self, epoch: int) -> EpochPlans:
-        """The plans of ``epoch`` (the same for every epoch unless ``per_epoch``); the last two are kept."""
-        if not self.per_epoch:
-            return self._view
-        view = self._views.get(epoch)
-        if view is None:
-            plans = [self.sampler.epoch_plan(c, epoch=epoch, stream=k) for k, c in enumerate(self.collections)]
-            view = EpochPlans.of(plans, epoch)
-            self._views = {e: v for e, v in self._views.items() if e == epoch - 1}
-            self._views[epoch] = view
-        return view
+        """The plans of ``epoch`` (the same for every epoch unless ``per_epoch``)."""
+        return self._views[epoch]
 
     @property
     def plans(self) -> list[PatchPlan]:
@@ -271,9 +259,6 @@ class PatchDataset:
             f"shuffle_window={self.shuffle_window})"
         )
 
-    def __len__(self) -> int:
-        return len(self._view)
-
     def __getitem__(self, index: int) -> Any:
         if isinstance(index, bool) or not isinstance(index, Integral):
             raise TypeError(f"index must be an int, got {index!r}")
@@ -282,78 +267,6 @@ class PatchDataset:
         if not 0 <= i < n:
             raise IndexError(f"index {index} is out of range for a dataset of {n} patches")
         return self._sample(i)
-
-    def _window(self, i: int, view: EpochPlans | None = None) -> tuple[int, PatchPlan, np.ndarray, np.ndarray]:
-        return (view or self._view).window(i)
-
-    def _sample(self, i: int, view: EpochPlans | None = None) -> Any:
-        view = view or self._view
-        if self.on_error == "skip":
-            return self._skip.sample(i, len(view), partial(self._read_sample, view=view), view.image_of)
-        return self._read_sample(i, view)
-
-    def _image_of(self, i: int, view: EpochPlans | None = None) -> int:
-        return (view or self._view).image_of(i)
-
-    def _read_sample(self, i: int, view: EpochPlans | None = None) -> Any:
-        k, plan, start, stop = self._window(i, view)
-        sample: Sample = self.reader.read(
-            self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k
-        )
-        if self.return_positions:
-            sample["position"] = np.stack([start, stop], axis=1)
-            sample["image_index"] = k
-            if self.reader.window:
-                sample.update(window_positions(
-                    self.collections[k], start, stop, plan.spatial_axes, self.reader.window
-                ))
-        return sample if self.transform is None else self.transform(sample)
-
-    def _chunk_requests(self, i: int, view: EpochPlans | None = None) -> list[ChunkRequest]:
-        """The storage chunks patch ``i`` reads (for the read-ahead)."""
-        k, plan, start, stop = self._window(i, view)
-        return self.reader.chunk_requests(
-            self.collections[k], start, stop, spatial_axes=plan.spatial_axes, key=k
-        )
-
-    def read_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
-        """Samples ``indices`` as one batch: what stacking ``[ds[i] for i in indices]`` gives.
-
-        Parameters
-        ----------
-        indices : sequence of int
-            Dataset indices (negative ones count from the end), any order.
-
-        Returns
-        -------
-        dict of str to numpy.ndarray
-            Per modality a ``(B, ...)`` array; with ``return_positions``
-            also ``"position"`` ``(B, D, 2)`` int64, ``"image_index"``
-            ``(B,)`` int64 and ``"<name>_position"`` ``(B, D, 2)`` int64
-            per modality in ``window``. Without a ``transform`` each patch
-            is copied from the cached chunks straight into its slot; with
-            one, the transformed samples (dicts of arrays and numbers) are
-            stacked.
-
-        Raises
-        ------
-        TypeError
-            ``indices`` not a sequence of ints.
-        IndexError
-            An index out of range.
-        ZarrsampleError
-            No indices, or samples of different shapes (patches of images
-            whose modalities scale differently); and what reading raises
-            (``on_error`` applies to each sample as for ``ds[i]``).
-        """
-        return read_batch(self, batch_indices(indices, len(self)), self._view)
-
-    def stats(self) -> dict[str, int]:
-        """Counters of this process: ``chunk_reads``, ``cache_hits``, ``evictions``,
-        ``cached_bytes`` (the reader's), ``skipped_patches``, ``unreadable_patches`` and
-        ``shard_index_reads`` (indexes of sharded arrays fetched, each shard's at most once)."""
-        shard_reads = sum(getattr(c[k], "shard_index_reads", 0) for c in self.collections for k in c)
-        return {**self.reader.stats(), **self._skip.stats(), "shard_index_reads": shard_reads}
 
     @property
     def fingerprint(self) -> int:
@@ -434,10 +347,8 @@ class PatchDataset:
             drop_remainder=int(drop_remainder), seed=self.seed, n_patches=len(self),
             shuffle=int(self.shuffle), fingerprint=self._fingerprint,
         )
-        if self.per_epoch:  # the patch count of the epoch the state was saved in, then of the one to read
-            saved = state.get("epoch") if isinstance(state, Mapping) else None
-            probe = saved if isinstance(saved, int) and saved >= 0 else (epoch or 0)
-            config["n_patches"] = self.patches_in_epoch(probe)
+        # The patch count of the epoch the state was saved in, then of the one to read.
+        config["n_patches"] = self.patches_in_epoch(self._views.saved_epoch(state, epoch))
         epoch, position = resume_point(state, epoch, config, drop_remainder=drop_remainder)
         view = self._epoch_view(epoch)
         config["n_patches"] = len(view)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from ..planning._plan import PatchPlan, check_plan_fits
 from ..sources._collection import ImageCollection
 from ._state import config_fingerprint
 
-__all__ = ["EpochPlans", "fixed_plans", "plan_digest", "whole_image_plan"]
+__all__ = ["EpochPlans", "EpochViews", "fixed_plans", "plan_digest", "whole_image_plan"]
 
 
 def whole_image_plan(collection: ImageCollection) -> PatchPlan:
@@ -110,3 +110,36 @@ class EpochPlans:
         topleft = plan.toplefts[i - self.starts[k]]
         pad = np.asarray(plan.pad, np.int64)
         return k, plan, topleft - pad, topleft + np.asarray(plan.patch_size, np.int64) + pad
+
+
+class EpochViews:
+    """The :class:`EpochPlans` of every epoch of a dataset: one for fixed plans, else planned on demand.
+
+    A sampler whose positions change every epoch (``per_epoch``) is asked
+    for ``epoch_plan(collection, epoch=e, stream=k)`` of each collection
+    ``k``; the plans of the last two epochs asked for are kept.
+    """
+
+    def __init__(self, collections: Sequence[ImageCollection], sampler: Any, plans: Sequence[PatchPlan] | None):
+        self.collections = list(collections)
+        self.sampler = sampler
+        #: Whether the positions change every epoch.
+        self.per_epoch = plans is None and bool(getattr(sampler, "per_epoch", False))
+        self._fixed = None if self.per_epoch else EpochPlans.of(fixed_plans(self.collections, sampler, plans))
+        self._kept: dict[int, EpochPlans] = {}
+
+    def __getitem__(self, epoch: int) -> EpochPlans:
+        if self._fixed is not None:
+            return self._fixed
+        view = self._kept.get(epoch)
+        if view is None:
+            plans = [self.sampler.epoch_plan(c, epoch=epoch, stream=k) for k, c in enumerate(self.collections)]
+            view = EpochPlans.of(plans, epoch)
+            self._kept = {e: v for e, v in self._kept.items() if e == epoch - 1}
+            self._kept[epoch] = view
+        return view
+
+    def saved_epoch(self, state: Any, epoch: int | None) -> int:
+        """The epoch a saved ``state`` belongs to (else ``epoch``, else 0), to count its patches."""
+        saved = state.get("epoch") if isinstance(state, Mapping) else None
+        return saved if isinstance(saved, int) and saved >= 0 else (epoch or 0)
