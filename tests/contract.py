@@ -13,13 +13,20 @@ import collections
 import numpy as np
 import pytest
 
-from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, ZarrsampleError, open_image
+from zarrsample_core import (
+    ImageCollection,
+    PatchDataset,
+    PatchSampler,
+    RandomPatchSampler,
+    ZarrsampleError,
+    open_image,
+)
 
 CONFIGS = [(1, 1), (2, 1), (2, 2)]  # (world_size, num_workers)
 
 
-def make_dataset(seed: int = 7, patch: int = 8, **kwargs) -> PatchDataset:
-    """Two small images, each with labels at half scale (45 patches of 8 px)."""
+def make_dataset(seed: int = 7, patch: int = 8, random_crops: bool = False, **kwargs) -> PatchDataset:
+    """Two small images, each with labels at half scale (45 patches of 8 px; or 23 random crops each)."""
     rng = np.random.default_rng(0)
     a = rng.integers(0, 255, (3, 40, 48), dtype=np.uint8)
     b = rng.integers(0, 255, (3, 24, 40), dtype=np.uint8)
@@ -34,7 +41,11 @@ def make_dataset(seed: int = 7, patch: int = 8, **kwargs) -> PatchDataset:
         ),
     ]
     kwargs.setdefault("shuffle", True)
-    return PatchDataset(colls, PatchSampler(patch, spatial_axes="YX"), seed=seed, return_positions=True, **kwargs)
+    sampler = (
+        RandomPatchSampler(patch, 23, spatial_axes="YX", seed=seed + 100) if random_crops
+        else PatchSampler(patch, spatial_axes="YX")
+    )
+    return PatchDataset(colls, sampler, seed=seed, return_positions=True, **kwargs)
 
 
 def sample_key(sample) -> tuple[int, ...]:
@@ -91,3 +102,21 @@ class IterationContract:
     def test_a_state_from_another_configuration_is_refused(self):
         with pytest.raises((ZarrsampleError, ValueError), match="fingerprint|configuration"):
             self.restore_foreign_state(make_dataset(), make_dataset(patch=4))
+
+    def test_random_crops_match_the_core_in_each_epoch(self):
+        ds = make_dataset(random_crops=True)
+        seen = []
+        for epoch in (1, 2):
+            keys = [self.rank_keys(ds, epoch=epoch, rank=r, world_size=2, num_workers=2) for r in range(2)]
+            expected = collections.Counter(
+                sample_key(s) for r in range(2) for w in range(2)
+                for s in ds.epoch(epoch, rank=r, world_size=2, worker=w, num_workers=2)
+            )
+            assert collections.Counter(k for part in keys for k in part) == expected
+            seen.append(set(expected))
+        assert seen[0] != seen[1], "random crops must change between epochs"
+
+    def test_random_crops_resume_equals_the_uninterrupted_run(self):
+        whole = self.rank_keys(make_dataset(random_crops=True), epoch=2, rank=0, world_size=1, num_workers=1)
+        head, tail = self.resumed_keys(make_dataset(random_crops=True), epoch=2, stop=7)
+        assert head + tail == whole
