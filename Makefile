@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/wsi.py
 	$(PY) benchmarks/remote.py
 	$(PY) benchmarks/preview.py
+	$(PY) benchmarks/random_crops.py
 
 $(REF_STAMP): benchmarks/reference-constraints.txt
 	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
