@@ -25,7 +25,7 @@ from zarrsample_core import (
 )
 from zarrsample_core.planning._coverage import axis_scales, threshold_numerator
 from zarrsample_core.planning._samplable import Criterion, samplable_set
-from zarrsample_core.planning._summed_area import summed_area
+from zarrsample_core.planning._summed_area import SummedArea, summed_area
 
 
 def required_area(min_area, patch):
@@ -428,3 +428,24 @@ def test_fixed_samplers_are_unchanged_by_epochs():
     before = positions(ds.epoch(0))
     ds.set_epoch(5)
     assert positions(ds.epoch(5)) == before == positions(ds[i] for i in range(len(ds)))
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_a_pickled_dataset_keeps_its_samplable_sets(balanced):
+    import pickle
+
+    labels = labelled()
+    coll = collection((128, 128), mask=np.ones((8, 8), bool), labels=labels)
+    sampler = (ClassBalancedPatchSampler(16, 30, class_ratios={1: 1, 2: 1}, spatial_axes="YX", seed=0) if balanced
+               else RandomPatchSampler(16, 30, min_area=0.5, spatial_axes="YX", seed=0))
+    ds = PatchDataset(coll, sampler, return_positions=True)
+    copy = pickle.loads(pickle.dumps(ds))  # what a spawned DataLoader worker receives
+
+    def again(*args):
+        raise AssertionError("the samplable set was searched again")
+
+    (entry,) = copy.sampler._sets.values()
+    assert entry[0]() is copy.collections[0]
+    assert not isinstance(entry[1][1], SummedArea)  # the summed-area table stayed behind
+    copy.sampler._prepare = again
+    assert positions(copy.epoch(5)) == positions(ds.epoch(5))

@@ -21,6 +21,8 @@ from ._summed_area import SummedArea, summed_area
 
 __all__ = ["RandomPatchSampler", "check_seed", "epoch_generator"]
 
+#: Marks a summed-area table left out of a pickle, to rebuild on first use.
+_REBUILD = "rebuild"
 #: Tells the random crops' streams apart from other uses of the same seed.
 _STREAM_TAG = 0x52414E44  # "RAND"
 
@@ -118,9 +120,20 @@ class RandomPatchSampler(PatchSampler):
         self._sets: dict[int, tuple[weakref.ref, tuple]] = {}
 
     def __getstate__(self) -> dict[str, object]:
+        # The samplable sets travel with their collections (a dataset pickles both, so
+        # they arrive as the same objects): spawned workers need not find them again.
+        # The summed-area tables (4 bytes per mask pixel) are rebuilt where needed.
         state = super().__getstate__()
-        state["_sets"] = {}  # weak references do not pickle; each process finds its sets again
+        state["_sets"] = [
+            (coll, (found[0], _REBUILD if found[1] is not None else None, *found[2:]))
+            for ref, found in self._sets.values() if (coll := ref()) is not None
+        ]
         return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        kept = cast(list, state.pop("_sets", []))
+        self.__dict__.update(state)
+        self._sets = {id(coll): (weakref.ref(coll), found) for coll, found in kept}
 
     def __repr__(self) -> str:
         return (
@@ -159,6 +172,15 @@ class RandomPatchSampler(PatchSampler):
         criteria = [] if masked is None else [masked[0]]
         found = samplable_set(self._extent(geo), geo.patch, criteria)
         return found, None if masked is None else masked[1]
+
+    def _mask_table(self, collection: ImageCollection, geo: Geometry) -> SummedArea | None:
+        """The mask's summed-area table (rebuilt after unpickling), or None without a mask."""
+        found = self._prepared(collection, geo)
+        if isinstance(found[1], str):  # _REBUILD
+            masked = self._mask_criterion(collection, geo)
+            found = (found[0], None if masked is None else masked[1], *found[2:])
+            self._sets[id(collection)] = (weakref.ref(collection), found)
+        return cast("SummedArea | None", found[1])
 
     def _extent(self, geo: Geometry) -> np.ndarray:
         """Valid top-lefts per axis: ``0 .. extent - 1``."""
@@ -226,7 +248,7 @@ class RandomPatchSampler(PatchSampler):
         ids = np.ravel_multi_index(tuple((toplefts // tile).T), tuple(grid.tolist())) if len(toplefts) else None
         if ids is not None:
             toplefts = toplefts[np.lexsort(tuple(toplefts.T[::-1]) + (ids,))]
-        table = self._prepared(collection, geo)[1]
+        table = self._mask_table(collection, geo)
         if table is None:
             cover = np.prod(np.minimum(toplefts + geo.patch, geo.shape) - toplefts, axis=1).astype(np.float64)
         else:
