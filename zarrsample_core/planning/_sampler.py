@@ -86,6 +86,12 @@ class PatchSampler:
         would need more is refused before anything is allocated, with the
         estimate in the message. None: no limit.
 
+    Attributes
+    ----------
+    per_epoch : bool
+        False: every epoch has the patches of :meth:`plan`. True (a sampler
+        with ``epoch_plan(collection, *, epoch, stream)``): they change.
+
     Raises
     ------
     TypeError, ZarrsampleError
@@ -112,6 +118,8 @@ class PatchSampler:
     >>> [(p["Y"].start, p["X"].start) for p in sampler.compute_patches(coll, {"Y": slice(None), "X": slice(None)})]
     [(0, 0), (0, 16), (16, 0), (16, 16)]
     """
+
+    per_epoch: bool = False
 
     def __init__(
         self,
@@ -230,19 +238,25 @@ class PatchSampler:
         cut to size in place at the end); besides them, one block of about
         ``BLOCK_POSITIONS`` positions and one mask strip are alive at a time.
         """
-        key = self._cache_key()
+        return self._cached_plan(collection, self._cache_key(), self._plan, stacklevel=4)
+
+    def _cached_plan(
+        self, collection: ImageCollection, key: tuple,
+        make: Callable[[ImageCollection, Geometry], PatchPlan], *, stacklevel: int,
+    ) -> PatchPlan:
+        """``make(collection, geometry)``, checked, cached per collection and ``key``; warns at ``stacklevel``."""
         cached = self._cache
         if cached is not None and cached[0]() is collection and cached[1] == key:
             return cached[2]
         geo = self.geometry(collection)
         if not self.allow_incomplete_patches:
-            _warn_if_no_patch_fits(collection, geo, self.spatial_axes)
+            _warn_if_no_patch_fits(collection, geo, self.spatial_axes, stacklevel=stacklevel)
         counts = grid_counts(geo.shape, geo.patch, geo.stride, incomplete=self.allow_incomplete_patches)
         check_plan_budget(
             counts.tolist(), masked=collection.mask is not None, max_bytes=self.max_plan_bytes,
             where=f"{collection[collection.reference_name].name}",
         )
-        plan = self._plan(collection, geo)
+        plan = make(collection, geo)
         self._cache = (weakref.ref(collection), key, plan)
         return plan
 
@@ -335,7 +349,7 @@ class PatchSampler:
         return plan.patch_slices(rows)
 
 
-def _warn_if_no_patch_fits(collection: ImageCollection, geo: Geometry, axes: str) -> None:
+def _warn_if_no_patch_fits(collection: ImageCollection, geo: Geometry, axes: str, *, stacklevel: int) -> None:
     """Warn that the plan is empty because the patch is larger than the image on some axis."""
     larger = [(a, int(p), int(n)) for a, p, n in zip(axes, geo.patch, geo.shape) if p > n]
     if not larger:
@@ -354,7 +368,7 @@ def _warn_if_no_patch_fits(collection: ImageCollection, geo: Geometry, axes: str
         f"the patch is larger than the image {reference.name} (axes {reference.axes!r}): {sizes}, so no "
         f"patch fits and the plan is empty; {spelled('allow_incomplete_patches', True)} keeps the patches "
         f"that cross the border (padded){note}", hints=hints,
-    ), stacklevel=3)
+    ), stacklevel=stacklevel)
 
 
 def _exact_tile(plan: PatchPlan, box: Mapping[str, slice]) -> int | None:
