@@ -24,6 +24,7 @@ from zarrsample_core import (
     ZarrsampleWarning,
     open_image,
 )
+from zarrsample_core.planning import _bluenoise_sampler
 
 AXES = {2: "YX", 3: "ZYX"}
 #: Patches and sha256 prefix of the top-lefts of epoch 3, stream 2 of a reference plan (see known_plan).
@@ -170,6 +171,24 @@ def test_the_plan_cache_keeps_epochs_and_streams_apart():
     assert digest(sampler.plan(coll)) == fresh[0, 0]
     sampler.epoch_plan(coll, epoch=1, stream=0)
     assert digest(sampler.plan(coll)) == fresh[0, 0]
+
+
+def test_the_touched_tiles_are_reused_across_epochs_of_one_collection_only(monkeypatch):
+    calls = []
+    original = _bluenoise_sampler.windows_coverage
+    monkeypatch.setattr(_bluenoise_sampler, "windows_coverage", lambda *a: calls.append(1) or original(*a))
+    left, right = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    left[:, :2], right[:, 2:] = True, True
+    a = collection((1024, 1024), (256, 256), "YX", left)
+    b = collection((1024, 1024), (256, 256), "YX", right)
+    sampler = per_epoch(32, min_area=0.5)
+    plans = [sampler.epoch_plan(a, epoch=e, stream=0) for e in range(3)]
+    assert len(calls) == 1
+    assert all(set(p.chunk_ids.tolist()) == {0, 1, 4, 5, 8, 9, 12, 13} for p in plans)
+    on_b = sampler.epoch_plan(b, epoch=1, stream=0)  # another mask: its own tiles
+    assert len(calls) == 2
+    np.testing.assert_array_equal(on_b.toplefts, per_epoch(32, min_area=0.5).epoch_plan(b, epoch=1, stream=0).toplefts)
+    assert (on_b.toplefts[:, 1] >= 512).all()
 
 
 def written_collection(root):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from functools import partial
 from math import sqrt
@@ -11,9 +12,9 @@ import numpy as np
 
 from .._checks import check_int
 from .._errors import ZarrsampleError
-from ..sources._collection import ImageCollection
+from ..sources._collection import BlockReader, ImageCollection
 from ._bluenoise import poisson_disk_positions, poisson_disk_tiles, stream_keys
-from ._coverage import denominator, points_coverage, windows_coverage
+from ._coverage import AxisScale, denominator, points_coverage, windows_coverage
 from ._grid import chunk_tile_shape
 from ._plan import PatchPlan
 from ._sampler import Geometry, PatchSampler
@@ -108,6 +109,9 @@ class BlueNoisePatchSampler(PatchSampler):
     >>> len(plan) > 0
     True
     """
+
+    #: The tiles the mask touches: (collection, key, chunk ids) of the last plan.
+    _touched: tuple[weakref.ref, tuple, np.ndarray] | None = None
 
     def __init__(
         self,
@@ -268,8 +272,9 @@ class BlueNoisePatchSampler(PatchSampler):
         id)`` (``draw`` counts ``compute_sampling_positions(force=True)``), so
         it is the same on every machine and in every process, whichever
         epochs and tiles were planned before. The cost is that of a
-        ``resample_positions=True`` plan. Only the last plan is kept: asking
-        for another epoch or stream plans anew.
+        ``resample_positions=True`` plan; the tiles the mask touches are found
+        once per collection and reused by the following epochs. Only the last
+        plan is kept: asking for another epoch or stream plans anew.
 
         Examples
         --------
@@ -296,6 +301,26 @@ class BlueNoisePatchSampler(PatchSampler):
     def _cache_key(self) -> tuple:
         return (self._draw,)
 
+    def __getstate__(self) -> dict[str, object]:
+        state = super().__getstate__()
+        state["_touched"] = None  # holds a weakref
+        return state
+
+    def _touched_tiles(
+        self, collection: ImageCollection, reader: BlockReader, scales: tuple[AxisScale, ...],
+        tile: np.ndarray, tile_grid: np.ndarray,
+    ) -> np.ndarray:
+        """Ids of the tiles the mask touches, kept for the next epochs of the same collection."""
+        key = (tuple(tile.tolist()), tuple(tile_grid.tolist()))
+        cached = self._touched
+        if cached is not None and cached[0]() is collection and cached[1] == key:
+            return cached[2]
+        starts = [np.arange(g, dtype=np.int64) * t for g, t in zip(tile_grid, tile)]
+        windows = [(s, s + t) for s, t in zip(starts, tile)]
+        ids = np.flatnonzero((windows_coverage(reader, scales, windows) > 0).ravel())
+        self._touched = (weakref.ref(collection), key, ids)
+        return ids
+
     def _plan(
         self, collection: ImageCollection, geo: Geometry, epoch_stream: tuple[int, int] | None = None
     ) -> PatchPlan:
@@ -307,10 +332,7 @@ class BlueNoisePatchSampler(PatchSampler):
         if mask is not None:
             reader, scales, threshold = self._mask_inputs(collection, geo)
             if threshold > 0:  # skip tiles the mask does not touch at all
-                starts = [np.arange(g, dtype=np.int64) * t for g, t in zip(tile_grid, tile)]
-                windows = [(s, s + t) for s, t in zip(starts, tile)]
-                touched = windows_coverage(reader, scales, windows) > 0
-                candidate_tiles = np.flatnonzero(touched.ravel())
+                candidate_tiles = self._touched_tiles(collection, reader, scales, tile, tile_grid)
         tile_starts = np.stack(np.unravel_index(candidate_tiles, tuple(tile_grid)), -1) * tile
         if epoch_stream is not None or self.resample_positions:
             # Third word: 1 keys a pattern by tile, 2 by tile, epoch and stream.
