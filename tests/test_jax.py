@@ -267,3 +267,20 @@ def test_batch_size_elements_are_the_core_batches_of_each_epoch():
     other = iter(as_grain_dataset(ds, num_epochs=2, shard_index=1, shard_count=2, batch_size=2).to_iter_dataset())
     with pytest.raises(ZarrsampleError, match="batch_size"):
         other.set_state(state)
+
+
+def test_patterns_of_changing_size_are_read_one_grain_dataset_per_epoch():
+    from zarrsample_core import BlueNoisePatchSampler
+
+    image = np.arange(160 * 192, dtype=np.uint32).reshape(160, 192)
+    coll = ImageCollection({"images": open_image(image, axes="YX")}, spatial_axes="YX")
+    sampler = BlueNoisePatchSampler(16, seed=3, spatial_axes="YX", resample_per_epoch=True)
+    ds = PatchDataset(coll, sampler, return_positions=True)
+    sizes = [ds.patches_in_epoch(e) for e in range(3)]
+    assert sizes[0] == sizes[1] != sizes[2]  # seed 3: epoch 2 has one patch more
+    for epoch in range(3):
+        one = as_grain_dataset(ds, epoch=epoch, num_epochs=1)
+        assert [sample_key(s) for s in one] == [sample_key(s) for s in ds.epoch(epoch)]
+    many = as_grain_dataset(ds, epoch=0)
+    with pytest.raises(ZarrsampleError, match=r"epoch 2 has 45 samples in this shard, epoch 0 had 44.*num_epochs=1"):
+        [many[i] for i in range(3 * sizes[0])]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from math import prod
 
 import numpy as np
@@ -10,6 +10,7 @@ import numpy as np
 __all__ = [
     "chunk_major_positions",
     "chunk_tile_shape",
+    "fill_positions",
     "grid_counts",
     "grid_windows",
     "tile_row_bounds",
@@ -150,3 +151,36 @@ def chunk_major_positions(keep: np.ndarray, per_tile: Sequence[int]) -> np.ndarr
     for k in range(d):
         out[:, k] = coords[k] * per[k] + coords[d + k]
     return out
+
+
+def fill_positions(
+    blocks: Iterator[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]],
+    bounds: list[int],
+    stride: np.ndarray,
+    capacity: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-lefts ``(n, D)`` int64 and coverage ``(n,)`` float64, block after block.
+
+    ``blocks`` yields, per block of grid rows ``bounds[i]:bounds[i + 1]``, the
+    kept block-local grid indices in chunk-major order and a function giving
+    their coverage from their grid indices. The arrays are allocated for
+    ``capacity`` patches (every grid position) but only the pages written are
+    ever resident; they are cut to the patches found in place at the end.
+    """
+    toplefts = np.empty((capacity, len(stride)), dtype=np.int64)
+    cover = np.empty(capacity, dtype=np.float64)
+    at = 0
+    for a, (idx, coverage) in zip(bounds, blocks):
+        grid = toplefts[at : at + len(idx)]
+        grid[:] = idx
+        grid[:, 0] += a
+        cover[at : at + len(idx)] = coverage(grid)
+        grid *= stride
+        at += len(idx)
+        del grid, idx, coverage
+    try:  # in place: the unused tail was never touched, so it was never resident
+        toplefts.resize((at, len(stride)))
+        cover.resize(at)
+    except ValueError:  # something else holds a reference (a debugger): copy instead
+        return toplefts[:at].copy(), cover[:at].copy()
+    return toplefts, cover

@@ -233,7 +233,7 @@ class RandomPatchSampler(PatchSampler):
         epoch, stream = _check_index(epoch, "epoch"), _check_index(stream, "stream")
         geo = self.geometry(collection)
         if not self.allow_incomplete_patches:
-            _warn_if_no_patch_fits(collection, geo, self.spatial_axes)
+            _warn_if_no_patch_fits(collection, geo, self.spatial_axes, stacklevel=3)
         rng = epoch_generator(self.seed, epoch, stream)
         toplefts = self._draw(collection, geo, rng)
         return self._sorted_plan(collection, geo, toplefts)

@@ -28,6 +28,7 @@ from ._coverage import (
 from ._grid import (
     chunk_major_positions,
     chunk_tile_shape,
+    fill_positions,
     grid_counts,
     grid_windows,
     tile_row_bounds,
@@ -86,6 +87,12 @@ class PatchSampler:
         would need more is refused before anything is allocated, with the
         estimate in the message. None: no limit.
 
+    Attributes
+    ----------
+    per_epoch : bool
+        False: every epoch has the patches of :meth:`plan`. True (a sampler
+        with ``epoch_plan(collection, *, epoch, stream)``): they change.
+
     Raises
     ------
     TypeError, ZarrsampleError
@@ -112,6 +119,8 @@ class PatchSampler:
     >>> [(p["Y"].start, p["X"].start) for p in sampler.compute_patches(coll, {"Y": slice(None), "X": slice(None)})]
     [(0, 0), (0, 16), (16, 0), (16, 16)]
     """
+
+    per_epoch: bool = False
 
     def __init__(
         self,
@@ -230,19 +239,25 @@ class PatchSampler:
         cut to size in place at the end); besides them, one block of about
         ``BLOCK_POSITIONS`` positions and one mask strip are alive at a time.
         """
-        key = self._cache_key()
+        return self._cached_plan(collection, self._cache_key(), self._plan, stacklevel=4)
+
+    def _cached_plan(
+        self, collection: ImageCollection, key: tuple,
+        make: Callable[[ImageCollection, Geometry], PatchPlan], *, stacklevel: int,
+    ) -> PatchPlan:
+        """``make(collection, geometry)``, checked, cached per collection and ``key``; warns at ``stacklevel``."""
         cached = self._cache
         if cached is not None and cached[0]() is collection and cached[1] == key:
             return cached[2]
         geo = self.geometry(collection)
         if not self.allow_incomplete_patches:
-            _warn_if_no_patch_fits(collection, geo, self.spatial_axes)
+            _warn_if_no_patch_fits(collection, geo, self.spatial_axes, stacklevel=stacklevel)
         counts = grid_counts(geo.shape, geo.patch, geo.stride, incomplete=self.allow_incomplete_patches)
         check_plan_budget(
             counts.tolist(), masked=collection.mask is not None, max_bytes=self.max_plan_bytes,
             where=f"{collection[collection.reference_name].name}",
         )
-        plan = self._plan(collection, geo)
+        plan = make(collection, geo)
         self._cache = (weakref.ref(collection), key, plan)
         return plan
 
@@ -276,7 +291,7 @@ class PatchSampler:
                 return idx, lambda _: kept / denom
 
             blocks = (masked(numer) for numer in coverage_blocks(reader, scales, windows, bounds))
-        toplefts, cover = _fill(blocks, bounds, geo.stride, int(np.prod(counts)))
+        toplefts, cover = fill_positions(blocks, bounds, geo.stride, int(np.prod(counts)))
         return self._make_plan(geo, tile, toplefts, cover)
 
     def _make_plan(
@@ -335,7 +350,7 @@ class PatchSampler:
         return plan.patch_slices(rows)
 
 
-def _warn_if_no_patch_fits(collection: ImageCollection, geo: Geometry, axes: str) -> None:
+def _warn_if_no_patch_fits(collection: ImageCollection, geo: Geometry, axes: str, *, stacklevel: int) -> None:
     """Warn that the plan is empty because the patch is larger than the image on some axis."""
     larger = [(a, int(p), int(n)) for a, p, n in zip(axes, geo.patch, geo.shape) if p > n]
     if not larger:
@@ -354,7 +369,7 @@ def _warn_if_no_patch_fits(collection: ImageCollection, geo: Geometry, axes: str
         f"the patch is larger than the image {reference.name} (axes {reference.axes!r}): {sizes}, so no "
         f"patch fits and the plan is empty; {spelled('allow_incomplete_patches', True)} keeps the patches "
         f"that cross the border (padded){note}", hints=hints,
-    ), stacklevel=3)
+    ), stacklevel=stacklevel)
 
 
 def _exact_tile(plan: PatchPlan, box: Mapping[str, slice]) -> int | None:
@@ -368,36 +383,3 @@ def _exact_tile(plan: PatchPlan, box: Mapping[str, slice]) -> int | None:
             return None
         idx.append(start // t)
     return int(np.ravel_multi_index(idx, plan.tile_grid))
-
-
-def _fill(
-    blocks: Iterator[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]],
-    bounds: list[int],
-    stride: np.ndarray,
-    capacity: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-lefts ``(n, D)`` int64 and coverage ``(n,)`` float64, block after block.
-
-    ``blocks`` yields, per block of grid rows ``bounds[i]:bounds[i + 1]``, the
-    kept block-local grid indices in chunk-major order and a function giving
-    their coverage from their grid indices. The arrays are allocated for
-    ``capacity`` patches (every grid position) but only the pages written are
-    ever resident; they are cut to the patches found in place at the end.
-    """
-    toplefts = np.empty((capacity, len(stride)), dtype=np.int64)
-    cover = np.empty(capacity, dtype=np.float64)
-    at = 0
-    for a, (idx, coverage) in zip(bounds, blocks):
-        grid = toplefts[at : at + len(idx)]
-        grid[:] = idx
-        grid[:, 0] += a
-        cover[at : at + len(idx)] = coverage(grid)
-        grid *= stride
-        at += len(idx)
-        del grid, idx, coverage
-    try:  # in place: the unused tail was never touched, so it was never resident
-        toplefts.resize((at, len(stride)))
-        cover.resize(at)
-    except ValueError:  # something else holds a reference (a debugger): copy instead
-        return toplefts[:at].copy(), cover[:at].copy()
-    return toplefts, cover
