@@ -69,7 +69,8 @@ def test_balanced_crops_equal_the_library_and_preview(files, tmp_path):
 @pytest.mark.parametrize(("options", "pattern"), [
     (["--sampler", "balanced"], r"--sampler balanced needs --labels PATH and --class-ratios JSON"),
     (["--num-patches", "5"], r"--num-patches applies to --sampler random or balanced, not grid"),
-    (["--sampler", "bluenoise", "--epoch", "2"], r"--epoch applies to --sampler random or balanced"),
+    (["--epoch", "2"], r"--epoch applies to --sampler random or balanced, not grid"),
+    (["--sampler", "bluenoise", "--num-patches", "2"], r"--num-patches applies to --sampler random or balanced"),
     (["--sampler", "random", "--stride", "8"], r"--stride applies to the grid and bluenoise samplers"),
     (["--labels", "x.zarr"], r"--labels and --class-ratios apply to --sampler balanced"),
     (["--sampler", "balanced", "--labels", "{root}/nothing.zarr", "--class-ratios", '{"1": 1}'],
@@ -87,3 +88,17 @@ def test_wrong_sampler_options_are_one_line(files, options, pattern):
 ])
 def test_bad_sampler_arguments_exit_2(files, options, pattern):
     one_error_line(cli("plan", files / "image.zarr", "--axes", "CYX", *options), 2, pattern)
+
+
+def test_bluenoise_with_an_epoch_plans_that_epochs_pattern(files):
+    from zarrsample_core import BlueNoisePatchSampler
+
+    sampler = BlueNoisePatchSampler(64, seed=2, min_area=0.5, spatial_axes="YX", resample_per_epoch=True)
+    coll = collection(files)
+    for epoch in (0, 3):
+        result = cli("plan", files / "image.zarr", "--axes", "CYX", "--mask", files / "mask.zarr", "--sampler",
+                     "bluenoise", "--seed", "2", "--patch-size", "64", "--min-area", "0.5", "--epoch", epoch, "--json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert "resample_per_epoch=True" in report["sampler"]
+        assert report["patches"] == len(sampler.epoch_plan(coll, epoch=epoch, stream=0)) > 0

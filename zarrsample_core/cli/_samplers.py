@@ -53,8 +53,9 @@ def add_sampler_options(plan: argparse.ArgumentParser) -> None:
     plan.add_argument("--num-patches", type=crops,
                       help="random / balanced: crops per image per epoch, an int, or a float f for f times "
                            "the samplable area in patch areas (default 1.0)")
-    plan.add_argument("--epoch", type=non_negative, default=0,
-                      help="random / balanced: the epoch whose crops to plan (default 0)")
+    plan.add_argument("--epoch", type=non_negative,
+                      help="random / balanced: the epoch whose crops to plan (default 0); bluenoise: a new "
+                           "pattern per tile and epoch (resample_per_epoch), this epoch's")
     plan.add_argument("--labels", metavar="PATH", help="balanced: the label image (integer classes, any scale)")
     plan.add_argument("--class-ratios", type=class_ratios, metavar="JSON",
                       help='balanced: relative frequency of each class, e.g. \'{"0": 0.2, "1": 0.8}\'')
@@ -73,8 +74,8 @@ def make_sampler(args: argparse.Namespace, spatial: str) -> PatchSampler:
     """
     options: dict[str, Any] = dict(pad=args.pad, min_area=args.min_area, spatial_axes=spatial,
                                    allow_incomplete_patches=args.allow_incomplete)
-    crops_only = [flag for flag, value in (("--num-patches", args.num_patches), ("--epoch", args.epoch or None))
-                  if value is not None]
+    crops_only = [flag for flag, value in (("--num-patches", args.num_patches), ("--epoch", args.epoch))
+                  if value is not None and (args.sampler == "grid" or flag == "--num-patches")]
     if args.sampler in ("grid", "bluenoise") and crops_only:
         verb = "apply" if len(crops_only) > 1 else "applies"
         raise ZarrsampleError(f"{' and '.join(crops_only)} {verb} to --sampler random or balanced, "
@@ -87,7 +88,8 @@ def make_sampler(args: argparse.Namespace, spatial: str) -> PatchSampler:
     if args.sampler == "grid":
         return PatchSampler(args.patch_size, stride=args.stride, **options)
     if args.sampler == "bluenoise":
-        return BlueNoisePatchSampler(args.patch_size, stride=args.stride, seed=args.seed, **options)
+        return BlueNoisePatchSampler(args.patch_size, stride=args.stride, seed=args.seed,
+                                     resample_per_epoch=args.epoch is not None, **options)
     num = 1.0 if args.num_patches is None else args.num_patches
     if args.sampler == "random":
         return RandomPatchSampler(args.patch_size, num, seed=args.seed, **options)
@@ -101,5 +103,5 @@ def make_sampler(args: argparse.Namespace, spatial: str) -> PatchSampler:
 def plan_of(sampler: PatchSampler, collection: ImageCollection, args: argparse.Namespace, stream: int) -> Any:
     """The plan shown: for samplers with new positions every epoch, those of ``--epoch``."""
     if getattr(sampler, "per_epoch", False):
-        return sampler.epoch_plan(collection, epoch=args.epoch, stream=stream)  # type: ignore[attr-defined]
+        return sampler.epoch_plan(collection, epoch=args.epoch or 0, stream=stream)  # type: ignore[attr-defined]
     return sampler.plan(collection)
