@@ -449,3 +449,17 @@ def test_a_pickled_dataset_keeps_its_samplable_sets(balanced):
     assert not isinstance(entry[1][1], SummedArea)  # the summed-area table stayed behind
     copy.sampler._prepare = again
     assert positions(copy.epoch(5)) == positions(ds.epoch(5))
+
+
+def test_coverage_without_a_kept_table_reads_the_mask_and_agrees():
+    mask = np.random.default_rng(1).random((24, 20)) < 0.6
+    coll = collection((96, 80), mask)
+    kept = RandomPatchSampler(10, 200, min_area=0.4, spatial_axes="YX", seed=0)
+    dropped = RandomPatchSampler(10, 200, min_area=0.4, spatial_axes="YX", seed=0)
+    dropped._tables.max_bytes = 0  # no table fits: plans read the mask for their coverage
+    a, b = kept.epoch_plan(coll, epoch=2), dropped.epoch_plan(coll, epoch=2)
+    assert kept._tables.get(coll) is not None and dropped._tables.get(coll) is None
+    np.testing.assert_array_equal(a.toplefts, b.toplefts)
+    np.testing.assert_array_equal(a.coverage, b.coverage)
+    for t, cover in zip(b.toplefts.tolist()[:20], b.coverage[:20]):
+        assert Fraction(cover).limit_denominator(10**6) == exact_coverage(mask, (96, 80), t, [x + 10 for x in t])

@@ -12,17 +12,15 @@ import numpy as np
 
 from .._errors import ZarrsampleError
 from ..sources._collection import ImageCollection
-from ._coverage import axis_scales, threshold_numerator
+from ._coverage import axis_scales, denominator, points_coverage, threshold_numerator
 from ._grid import chunk_tile_shape
 from ._plan import PatchPlan
 from ._samplable import Criterion, SamplableSet, samplable_set
 from ._sampler import Geometry, PatchSampler, _warn_if_no_patch_fits
-from ._summed_area import SummedArea, summed_area
+from ._summed_area import SummedArea, TableCache, summed_area
 
 __all__ = ["RandomPatchSampler", "check_seed", "epoch_generator"]
 
-#: Marks a summed-area table left out of a pickle, to rebuild on first use.
-_REBUILD = "rebuild"
 #: Tells the random crops' streams apart from other uses of the same seed.
 _STREAM_TAG = 0x52414E44  # "RAND"
 
@@ -118,16 +116,13 @@ class RandomPatchSampler(PatchSampler):
         self.num_patches: int | float = check_num_patches(num_patches)
         self.seed: int = check_seed(seed)
         self._sets: dict[int, tuple[weakref.ref, tuple]] = {}
+        self._tables = TableCache()
 
     def __getstate__(self) -> dict[str, object]:
         # The samplable sets travel with their collections (a dataset pickles both, so
         # they arrive as the same objects): spawned workers need not find them again.
-        # The summed-area tables (4 bytes per mask pixel) are rebuilt where needed.
         state = super().__getstate__()
-        state["_sets"] = [
-            (coll, (found[0], _REBUILD if found[1] is not None else None, *found[2:]))
-            for ref, found in self._sets.values() if (coll := ref()) is not None
-        ]
+        state["_sets"] = [(coll, found) for ref, found in self._sets.values() if (coll := ref()) is not None]
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -153,6 +148,9 @@ class RandomPatchSampler(PatchSampler):
         for k in [k for k, (ref, _) in self._sets.items() if ref() is None]:
             del self._sets[k]
         found = self._prepare(collection, geo)
+        if found[1] is not None:  # the mask's table: kept apart, within a memory budget
+            self._tables.put(collection, found[1])
+            found = (found[0], True, *found[2:])
         self._sets[key] = (weakref.ref(collection), found)
         return found
 
@@ -173,14 +171,19 @@ class RandomPatchSampler(PatchSampler):
         found = samplable_set(self._extent(geo), geo.patch, criteria)
         return found, None if masked is None else masked[1]
 
-    def _mask_table(self, collection: ImageCollection, geo: Geometry) -> SummedArea | None:
-        """The mask's summed-area table (rebuilt after unpickling), or None without a mask."""
-        found = self._prepared(collection, geo)
-        if isinstance(found[1], str):  # _REBUILD
-            masked = self._mask_criterion(collection, geo)
-            found = (found[0], None if masked is None else masked[1], *found[2:])
-            self._sets[id(collection)] = (weakref.ref(collection), found)
-        return cast("SummedArea | None", found[1])
+    def _coverage(self, collection: ImageCollection, geo: Geometry, toplefts: np.ndarray) -> np.ndarray:
+        """Exact mask coverage of the windows at ``toplefts`` (their area inside the image without a mask)."""
+        if not self._prepared(collection, geo)[1]:
+            return np.prod(np.minimum(toplefts + geo.patch, geo.shape) - toplefts, axis=1).astype(np.float64)
+        table = self._tables.get(collection)
+        if table is not None:
+            return table.coverage(toplefts, toplefts + geo.patch).astype(np.float64) / table.denominator
+        # The table was dropped (memory budget, or another process): read the mask.
+        scales = axis_scales(geo.shape.tolist(), collection.spatial_extent(cast(str, collection.mask_name),
+                                                                           self.spatial_axes))
+        rows = toplefts[:, 0] // max(1, int(geo.chunks[0]))
+        numer = points_coverage(collection.mask_reader(self.spatial_axes), scales, toplefts, geo.patch, rows)
+        return numer.astype(np.float64) / denominator(scales)
 
     def _extent(self, geo: Geometry) -> np.ndarray:
         """Valid top-lefts per axis: ``0 .. extent - 1``."""
@@ -248,12 +251,7 @@ class RandomPatchSampler(PatchSampler):
         ids = np.ravel_multi_index(tuple((toplefts // tile).T), tuple(grid.tolist())) if len(toplefts) else None
         if ids is not None:
             toplefts = toplefts[np.lexsort(tuple(toplefts.T[::-1]) + (ids,))]
-        table = self._mask_table(collection, geo)
-        if table is None:
-            cover = np.prod(np.minimum(toplefts + geo.patch, geo.shape) - toplefts, axis=1).astype(np.float64)
-        else:
-            cover = table.coverage(toplefts, toplefts + geo.patch).astype(np.float64) / table.denominator
-        return self._make_plan(geo, tile, toplefts, cover)
+        return self._make_plan(geo, tile, toplefts, self._coverage(collection, geo, toplefts))
 
 
 def check_num_patches(num_patches: object) -> int | float:

@@ -14,7 +14,10 @@ grid and no strip of the mask.
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 from math import prod
 
 import numpy as np
@@ -23,7 +26,7 @@ from .._errors import ZarrsampleError
 from ..sources._collection import BlockReader
 from ._coverage import AxisScale, denominator
 
-__all__ = ["SummedArea", "summed_area"]
+__all__ = ["SummedArea", "TableCache", "summed_area"]
 
 #: Mask rows summed at once while building a table (bounds the working memory).
 _STRIP_ELEMENTS = 1 << 24
@@ -171,3 +174,44 @@ def summed_area(
         for row in range(lo + 1, hi + 1):
             np.add(table[row], table[row - 1], out=table[row])
     return SummedArea(table, scales)
+
+
+class TableCache:
+    """Summed-area tables of live collections, least recently used dropped beyond ``max_bytes``.
+
+    A table is 4 bytes per mask pixel (67 MB for a 4096 x 4096 mask), so a
+    sampler over many slides keeps only the recent ones; without its table a
+    plan's coverage is computed from the mask itself (a strip read, slower).
+    Nothing is pickled: each process starts empty.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._tables: OrderedDict[int, tuple[weakref.ref, SummedArea]] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["max_bytes"])  # type: ignore[misc]
+
+    def get(self, owner: object) -> SummedArea | None:
+        """The table kept for ``owner`` (a collection), or None."""
+        entry = self._tables.get(id(owner))
+        if entry is None or entry[0]() is not owner:
+            return None
+        self._tables.move_to_end(id(owner))
+        return entry[1]
+
+    def put(self, owner: object, table: SummedArea) -> None:
+        """Keep ``table`` for ``owner`` if it fits, dropping the least recently used."""
+        self._tables.pop(id(owner), None)
+        if table.nbytes > self.max_bytes:
+            return
+        self._tables[id(owner)] = (weakref.ref(owner), table)
+        held = sum(t.nbytes for ref, t in self._tables.values() if ref() is not None)
+        while held > self.max_bytes:
+            _, (ref, old) = self._tables.popitem(last=False)
+            held -= old.nbytes if ref() is not None else 0
+        for key in [k for k, (ref, _) in self._tables.items() if ref() is None]:
+            del self._tables[key]
