@@ -199,9 +199,26 @@ def samplable_set(
         level = nxt
     box_start = np.concatenate([b[0] for b in boxes]) if boxes else empty
     box_size = np.concatenate([b[1] for b in boxes]) if boxes else empty
+    box_start, box_size = _merge_runs(box_start, box_size)
     leaf_start = np.concatenate([v[0] for v in leaves]) if leaves else empty
     leaf_bits = np.concatenate([v[1] for v in leaves]) if leaves else np.zeros(0, np.uint64)
     return SamplableSet(box_start, box_size, leaf_start, leaf_bits, leaf)
+
+
+def _merge_runs(start: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes side by side along the last axis, with equal extents on the others, merged into one."""
+    if len(start) < 2:
+        return start, size
+    d = start.shape[1]
+    others = reversed(range(d - 1))
+    order = np.lexsort((start[:, -1], *(size[:, k] for k in others), *(start[:, k] for k in reversed(range(d - 1)))))
+    start, size = start[order], size[order]
+    same = (start[1:, :-1] == start[:-1, :-1]).all(axis=1) & (size[1:, :-1] == size[:-1, :-1]).all(axis=1)
+    touching = start[1:, -1] == start[:-1, -1] + size[:-1, -1]
+    first = np.flatnonzero(np.concatenate([[True], ~(same & touching)]))
+    merged = size[first].copy()
+    merged[:, -1] = np.add.reduceat(size[:, -1], first)
+    return start[first], merged
 
 
 def _classify(
