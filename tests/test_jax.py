@@ -284,3 +284,10 @@ def test_patterns_of_changing_size_are_read_one_grain_dataset_per_epoch():
     many = as_grain_dataset(ds, epoch=0)
     with pytest.raises(ZarrsampleError, match=r"epoch 2 has 45 samples in this shard, epoch 0 had 44.*num_epochs=1"):
         [many[i] for i in range(3 * sizes[0])]
+
+
+def test_random_crops_through_mp_prefetch_workers_equal_the_core():
+    ds = make_dataset(random_crops=True)
+    got = drain(iterate(ds, epoch=3, workers=2))
+    assert sorted(got) == sorted(sample_key(s) for s in ds.epoch(3))
+    assert sorted(got) != sorted(sample_key(s) for s in ds.epoch(2))
