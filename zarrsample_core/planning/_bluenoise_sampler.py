@@ -10,7 +10,7 @@ from typing import TypedDict, Unpack, cast
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from .._errors import ZarrsampleError
 from ..sources._collection import BlockReader, ImageCollection
 from ._bluenoise import poisson_disk_positions, poisson_disk_tiles, stream_keys
@@ -131,13 +131,9 @@ class BlueNoisePatchSampler(PatchSampler):
         ):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, got {value!r}")
-        if seed is None:
-            seed = int(cast(int, np.random.SeedSequence().entropy))  # an int when drawn from the OS
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ZarrsampleError(f"seed must be a non-negative int or None, got {seed!r}")
         self.resample_positions = resample_positions
         self.allow_overlap = allow_overlap
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.per_epoch = resample_per_epoch
         self._draw = 0
         self._tile: tuple[int, ...] | None = None

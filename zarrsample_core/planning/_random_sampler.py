@@ -10,6 +10,7 @@ from typing import cast
 
 import numpy as np
 
+from .._checks import check_int, check_seed
 from .._errors import ZarrsampleError
 from ..sources._collection import ImageCollection
 from ._coverage import axis_scales, denominator, points_coverage, threshold_numerator
@@ -19,19 +20,10 @@ from ._samplable import Criterion, SamplableSet, samplable_set
 from ._sampler import Geometry, PatchSampler, _warn_if_no_patch_fits
 from ._summed_area import SummedArea, TableCache, summed_area
 
-__all__ = ["RandomPatchSampler", "check_seed", "epoch_generator"]
+__all__ = ["RandomPatchSampler", "epoch_generator"]
 
 #: Tells the random crops' streams apart from other uses of the same seed.
 _STREAM_TAG = 0x52414E44  # "RAND"
-
-
-def check_seed(seed: object) -> int:
-    """``seed`` as an int >= 0; None draws one from the operating system."""
-    if seed is None:
-        return int(cast(int, np.random.SeedSequence().entropy))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ZarrsampleError(f"seed must be a non-negative int or None, got {seed!r}")
-    return int(seed)
 
 
 def epoch_generator(seed: int, epoch: int, stream: int) -> np.random.Generator:
@@ -233,7 +225,7 @@ class RandomPatchSampler(PatchSampler):
             A negative ``epoch`` or ``stream``; the mask's summed-area table
             beyond ``max_plan_bytes``.
         """
-        epoch, stream = _check_index(epoch, "epoch"), _check_index(stream, "stream")
+        epoch, stream = check_int(epoch, "epoch"), check_int(stream, "stream")
         geo = self.geometry(collection)
         if not self.allow_incomplete_patches:
             _warn_if_no_patch_fits(collection, geo, self.spatial_axes, stacklevel=3)
@@ -269,11 +261,3 @@ def check_num_patches(num_patches: object) -> int | float:
             f"got {num_patches!r}"
         )
     return value
-
-
-def _check_index(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 0:
-        raise ZarrsampleError(f"{name} must be >= 0, got {value}")
-    return int(value)
