@@ -291,7 +291,7 @@ def bench_reading(root: Path, counts=(1, 8, 64), n_read: int = 3000) -> None:
                 take = min(n_read - done, len(it))
                 for _ in range(take):
                     next(it)
-                touched.update(np.searchsorted(ds._offsets, it.indices[:take], side="right").tolist())
+                touched.update(np.searchsorted(ds._view.offsets, it.indices[:take], side="right").tolist())
                 done, epoch = done + take, epoch + 1
             seconds = time.perf_counter() - t0
             stats = ds.stats()

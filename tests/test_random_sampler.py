@@ -463,3 +463,15 @@ def test_coverage_without_a_kept_table_reads_the_mask_and_agrees():
     np.testing.assert_array_equal(a.coverage, b.coverage)
     for t, cover in zip(b.toplefts.tolist()[:20], b.coverage[:20]):
         assert Fraction(cover).limit_denominator(10**6) == exact_coverage(mask, (96, 80), t, [x + 10 for x in t])
+
+
+def test_a_state_saved_over_another_mask_is_refused():
+    ds, _ = dataset()
+    state = ds.epoch(0).state()
+    other_mask = np.zeros((12, 10), bool)
+    other_mask[1:11, 2:9] = True  # same shape, other tissue
+    coll = ImageCollection({"images": ds.collections[0]["images"], "masks": open_image(other_mask, axes="YX")},
+                           spatial_axes="YX")
+    other = PatchDataset([coll, coll], ds.sampler, shuffle=True, seed=1, return_positions=True)
+    with pytest.raises(ZarrsampleError, match="state does not match"):
+        other.epoch(state=state)

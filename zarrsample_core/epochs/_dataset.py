@@ -212,7 +212,8 @@ class PatchDataset(SampleAccess):
                 "and patch_size against the image shape"
             )
         self._fingerprint = config_fingerprint(
-            plans=(repr(sampler),) if self.per_epoch else tuple(plan_digest(p) for p in self._view.plans),
+            # Per-epoch samplers: their settings, and epoch 0's plans (which see the masks).
+            plans=((repr(sampler),) if self.per_epoch else ()) + tuple(plan_digest(p) for p in self._view.plans),
             images=tuple(
                 (k, tuple(c[k].shape), str(c[k].dtype), c[k].axes) for c in self.collections for k in c
             ),
