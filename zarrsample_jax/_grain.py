@@ -171,12 +171,9 @@ class EpochMapDataset(grain.MapDataset):
                 read_ahead.advance(first)
             else:
                 read_ahead.advance(position)
-                patch = int(it.indices[position])
         if self._batch:
             return it.read_batch(first, first + self._batch)
-        if self._dataset.per_epoch:
-            return it.read(position)
-        return self._parent[patch]
+        return it.read(position)  # in the epoch's own plans (they change per epoch for some samplers)
 
     def set_slice(self, sl: slice, sequential_slice: bool = False) -> None:
         """Refuse Grain's in-place slicing (``mp_prefetch(sequential_slice=True)``).
