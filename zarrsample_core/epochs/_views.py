@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ZarrsampleError
+from .._progress import progress
 from ..planning._plan import PatchPlan, check_plan_fits
 from ..sources._collection import ImageCollection
 from ._state import config_fingerprint
@@ -133,7 +134,11 @@ class EpochViews:
             return self._fixed
         view = self._kept.get(epoch)
         if view is None:
-            plans = [self.sampler.epoch_plan(c, epoch=epoch, stream=k) for k, c in enumerate(self.collections)]
+            # The first epoch also finds each image's samplable positions: a bar on a terminal.
+            first = not self._kept and len(self.collections) > 1
+            images = progress(enumerate(self.collections), total=len(self.collections), unit="image",
+                              desc=f"planning with {type(self.sampler).__name__}", quiet=not first)
+            plans = [self.sampler.epoch_plan(c, epoch=epoch, stream=k) for k, c in images]
             view = EpochPlans.of(plans, epoch)
             self._kept = {e: v for e, v in self._kept.items() if e == epoch - 1}
             self._kept[epoch] = view
