@@ -67,6 +67,12 @@ class RandomPatchSampler(PatchSampler):
     ``draw_same_chunk`` and ``shuffle_window`` keep reads local. Crops may
     repeat (independent draws).
 
+    Memory per image: the samplable set (boxes and leaves, a few MB for a
+    65536^2 slide), kept while the collection lives and pickled with it
+    (spawned workers do not search again); the mask's summed-area table
+    (4 bytes per mask pixel) only for the most recent images, up to 256
+    MiB in all; without it a plan's coverage values are read from the mask.
+
     :meth:`plan` gives epoch 0 of stream 0 (what the CLI previews and the
     seed-compatible methods show); :class:`PatchDataset` asks
     :meth:`epoch_plan` for each epoch.
