@@ -475,3 +475,29 @@ def test_a_state_saved_over_another_mask_is_refused():
     other = PatchDataset([coll, coll], ds.sampler, shuffle=True, seed=1, return_positions=True)
     with pytest.raises(ZarrsampleError, match="state does not match"):
         other.epoch(state=state)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@given(data=st.data())
+def test_grid_coverage_equals_the_window_by_window_lookups(dims, data):
+    shape, mask, patch, _, _ = data.draw(masked_geometry(dims=dims))
+    table = summed_area(lambda lo, hi: mask[lo:hi], axis_scales(shape, mask.shape), max_bytes=None, what="m")
+    d = len(shape)
+    grid = np.array([data.draw(st.integers(1, 4)) for _ in range(d)])
+    starts = np.array(data.draw(st.lists(st.tuples(*[st.integers(-2, n) for n in shape]), min_size=1, max_size=6)))
+    got = table.grid_coverage(starts, grid, np.array(patch))
+    if got is None:
+        return  # a mask much finer than the image: the caller looks windows up one by one
+    offsets = np.stack(np.unravel_index(np.arange(int(np.prod(grid))), tuple(grid)), axis=-1)
+    points = (starts[:, None, :] + offsets[None]).reshape(-1, d)
+    expected = table.coverage(points, points + np.array(patch)).reshape(got.shape)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_grid_coverage_serves_coarse_masks_and_declines_fine_ones():
+    coarse = summed_area(lambda lo, hi: np.ones((8, 8), bool)[lo:hi], axis_scales((128, 128), (8, 8)),
+                         max_bytes=None, what="m")
+    assert coarse.grid_coverage(np.array([[3, 5]]), np.array([4, 4]), np.array([16, 16])).shape == (1, 4, 4)
+    fine = summed_area(lambda lo, hi: np.ones((512, 512), bool)[lo:hi], axis_scales((64, 64), (512, 512)),
+                       max_bytes=None, what="m")
+    assert fine.grid_coverage(np.array([[3, 5]]), np.array([4, 4]), np.array([16, 16])) is None

@@ -269,6 +269,10 @@ def _leaf_bits(
     inside = (offsets[None] < size[:, None, :]).all(axis=2).reshape(-1)
     passed = inside.copy()
     for c in criteria:  # each criterion tests only the positions that passed the ones before
+        grid = c.table.grid_coverage(start, leaf, patch)
+        if grid is not None:  # the leaves' windows share their table entries
+            passed &= grid.reshape(-1) >= c.threshold
+            continue
         alive = np.flatnonzero(passed)
         passed[alive] = c.table.coverage(points[alive], points[alive] + patch) >= c.threshold
     weights = np.uint64(1) << np.arange(offsets.shape[0], dtype=np.uint64)

@@ -118,6 +118,67 @@ class SummedArea:
         return out
 
 
+    def grid_coverage(self, start: np.ndarray, shape: np.ndarray, patch: np.ndarray) -> np.ndarray | None:
+        """Numerators of the windows ``[start + o, start + o + patch)`` for every ``o`` in a small grid.
+
+        Parameters
+        ----------
+        start : (L, D) int64
+            Grid origins (e.g. the leaves of :func:`._samplable.samplable_set`).
+        shape : (D,) int
+            Grid offsets ``o`` per axis: ``0 .. shape - 1``.
+        patch : (D,) int
+            Window size.
+
+        Returns
+        -------
+        (L, *shape) int64, or None
+            As :meth:`coverage` of each window; None where the per-window
+            lookups are cheaper (masks much finer than the image) or int64
+            could overflow.
+
+        Notes
+        -----
+        Windows of one grid share most prefix-sum entries: along each axis
+        their bounds fall in two short runs of mask rows. The entries of
+        those runs are gathered once per grid (``prod(2 W)`` lookups, ``W``
+        the run length) and every window is a multilinear form over them,
+        instead of ``4**D`` lookups per window.
+        """
+        d = len(self.scales)
+        shape = np.asarray(shape, np.int64)
+        if not self._exact_int64 or len(start) == 0:
+            return None
+        weights, rows = [], []
+        lanes = np.arange(len(start))[:, None]
+        for k, s in enumerate(self.scales):
+            offsets = np.arange(int(shape[k]), dtype=np.int64)
+            runs = []  # per bound (start, stop): first row, rows relative to it, remainders, sign
+            for bound, sign in ((start[:, k, None] + offsets, -1), (start[:, k, None] + offsets + patch[k], 1)):
+                q, r = np.divmod(np.minimum(np.maximum(bound, 0), s.n) * s.m_reduced, s.n_reduced)
+                runs.append((q[:, :1], q - q[:, :1], r, sign))
+            width = max(int(local.max()) for _, local, _, _ in runs) + 2
+            if 2 * width > 4 * int(shape[k]):
+                return None  # long runs: the per-window lookups are cheaper
+            matrix = np.zeros((len(start), int(shape[k]), 2 * width), np.int64)
+            firsts = []
+            for j, (first, local, r, sign) in enumerate(runs):
+                matrix[lanes, offsets[None, :], j * width + local] += sign * (s.n_reduced - r)
+                matrix[lanes, offsets[None, :], j * width + local + 1] += sign * r
+                firsts.append(first + np.arange(width, dtype=np.int64))
+            weights.append(matrix)
+            rows.append(np.minimum(np.concatenate(firsts, axis=1), s.m) * self._steps[k])
+        # The block of prefix sums each grid needs, then one contraction per axis.
+        index = rows[0].reshape((len(start), -1) + (1,) * (d - 1))
+        for k in range(1, d):
+            index = index + rows[k].reshape((len(start),) + (1,) * k + (-1,) + (1,) * (d - 1 - k))
+        block = np.take(self._flat, index).astype(np.int64)
+        letters = "abcdefgh"[:d]
+        outputs = "ijklmnop"[:d]
+        terms = ",".join(f"z{o}{a}" for o, a in zip(outputs, letters))
+        return np.einsum(f"z{letters},{terms}->z{outputs}", block, *weights, optimize=True)
+
+
 def summed_area(
     read_block: BlockReader,
     scales: Sequence[AxisScale],
