@@ -501,3 +501,22 @@ def test_grid_coverage_serves_coarse_masks_and_declines_fine_ones():
     fine = summed_area(lambda lo, hi: np.ones((512, 512), bool)[lo:hi], axis_scales((64, 64), (512, 512)),
                        max_bytes=None, what="m")
     assert fine.grid_coverage(np.array([[3, 5]]), np.array([4, 4]), np.array([16, 16])) is None
+
+
+def test_a_label_image_beyond_max_plan_bytes_is_refused_before_it_is_read():
+    reads = []
+
+
+    labels = np.zeros((64, 64), np.uint8)
+    coll = collection((128, 128), labels=labels)
+    original = coll.block_reader
+
+    def counting_reader(*args, **kwargs):
+        read = original(*args, **kwargs)
+        return lambda lo, hi: reads.append((lo, hi)) or read(lo, hi)
+
+    coll.block_reader = counting_reader
+    sampler = ClassBalancedPatchSampler(8, 10, class_ratios={0: 1}, spatial_axes="YX", seed=0, max_plan_bytes=1000)
+    with pytest.raises(ZarrsampleError, match=r"the label image .* summed-area table would take .*max_plan_bytes=1000"):
+        sampler.plan(coll)
+    assert reads == []

@@ -14,7 +14,7 @@ from ._coverage import axis_scales, threshold_numerator
 from ._random_sampler import RandomPatchSampler
 from ._samplable import Criterion, SamplableSet, samplable_set
 from ._sampler import Geometry
-from ._summed_area import SummedArea, summed_area
+from ._summed_area import SummedArea, check_table_bytes, summed_area
 
 __all__ = ["ClassBalancedPatchSampler"]
 
@@ -135,6 +135,7 @@ class ClassBalancedPatchSampler(RandomPatchSampler):
         label_shape = collection.spatial_extent(self.labels, self.spatial_axes)
         scales = axis_scales(geo.shape.tolist(), label_shape)
         threshold = threshold_numerator(self.min_class_area, geo.patch.tolist(), scales)
+        check_table_bytes(label_shape, self.max_plan_bytes, f"the label image {image.name}")  # before reading it
         read = collection.block_reader(self.labels, self.spatial_axes, purpose="the class labels")
         values = np.asarray(read(0, label_shape[0]))
         per_class: dict[int, SamplableSet] = {}

@@ -26,7 +26,7 @@ from .._errors import ZarrsampleError
 from ..sources._collection import BlockReader
 from ._coverage import AxisScale, denominator
 
-__all__ = ["SummedArea", "TableCache", "summed_area"]
+__all__ = ["SummedArea", "TableCache", "check_table_bytes", "summed_area"]
 
 #: Mask rows summed at once while building a table (bounds the working memory).
 _STRIP_ELEMENTS = 1 << 24
@@ -179,6 +179,26 @@ class SummedArea:
         return np.einsum(f"z{letters},{terms}->z{outputs}", block, *weights, optimize=True)
 
 
+def check_table_bytes(shape: Sequence[int], max_bytes: int | None, what: str) -> type:
+    """The dtype of the summed-area table of a mask of ``shape``, refused beyond ``max_bytes``.
+
+    Raises
+    ------
+    ZarrsampleError
+        The table would exceed ``max_bytes``; the message gives its size and the remedies.
+    """
+    pixels = prod(shape)
+    dtype = np.int32 if pixels < 2**31 else np.int64
+    nbytes = prod(m + 1 for m in shape) * np.dtype(dtype).itemsize
+    if max_bytes is not None and nbytes > max_bytes:
+        raise ZarrsampleError(
+            f"{what} has {pixels} pixels along the sampled axes: its summed-area table would take "
+            f"{nbytes / 2**20:.0f} MiB, more than max_plan_bytes={max_bytes}; use a coarser mask "
+            "(e.g. a lower pyramid level) or raise max_plan_bytes"
+        )
+    return dtype
+
+
 def summed_area(
     read_block: BlockReader,
     scales: Sequence[AxisScale],
@@ -210,15 +230,7 @@ def summed_area(
         The table would exceed ``max_bytes``; the message gives its size.
     """
     shape = tuple(s.m for s in scales)
-    pixels = prod(shape)
-    dtype = np.int32 if pixels < 2**31 else np.int64
-    nbytes = prod(m + 1 for m in shape) * np.dtype(dtype).itemsize
-    if max_bytes is not None and nbytes > max_bytes:
-        raise ZarrsampleError(
-            f"{what} has {pixels} pixels along the sampled axes: its summed-area table would take "
-            f"{nbytes / 2**20:.0f} MiB, more than max_plan_bytes={max_bytes}; use a coarser mask "
-            "(e.g. a lower pyramid level) or raise max_plan_bytes"
-        )
+    dtype = check_table_bytes(shape, max_bytes, what)
     table = np.zeros(tuple(m + 1 for m in shape), dtype=dtype)
     inner = tuple(slice(1, None) for _ in shape[1:])
     rows = max(1, _STRIP_ELEMENTS // max(1, prod(shape[1:])))
