@@ -505,8 +505,6 @@ def test_grid_coverage_serves_coarse_masks_and_declines_fine_ones():
 
 def test_a_label_image_beyond_max_plan_bytes_is_refused_before_it_is_read():
     reads = []
-
-
     labels = np.zeros((64, 64), np.uint8)
     coll = collection((128, 128), labels=labels)
     original = coll.block_reader
@@ -517,6 +515,6 @@ def test_a_label_image_beyond_max_plan_bytes_is_refused_before_it_is_read():
 
     coll.block_reader = counting_reader
     sampler = ClassBalancedPatchSampler(8, 10, class_ratios={0: 1}, spatial_axes="YX", seed=0, max_plan_bytes=1000)
-    with pytest.raises(ZarrsampleError, match=r"the label image .* summed-area table would take .*max_plan_bytes=1000"):
+    with pytest.raises(ZarrsampleError, match=r"the label image .* summed-area table would take .*=1000"):
         sampler.plan(coll)
     assert reads == []
