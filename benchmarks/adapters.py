@@ -17,7 +17,8 @@ best of the rounds):
 - ``core-batch32``, ``torch-batch32``, ``tf-batch32``, ``grain-batch32``: the same
   epoch in batches of 32 read by the core (``ds.epoch(0).batches(32)``, and
   each adapter's ``batch_size=32``); the adapters' per-sample overhead is
-  measured against ``core-batch32``.
+  measured against ``core-batch32``; and once more with the four batched
+  cases in one process, warm and interleaved (``batched-same-process``).
 
 Every timed epoch uses a new PatchDataset (a cold chunk cache). Prints one
 JSON line per case: patches/s, ratios to ``core-single`` and ``core``, the
@@ -116,13 +117,54 @@ def run_case(path: str, case: str) -> None:
     emit(case=case, seconds=round(best, 4), patches_per_s=round(n / best, 1), peak_rss_mb=round(peak_rss_mb(), 1))
 
 
+def run_batched_same_process(path: str, rounds: int) -> None:
+    """The batched adapters and the core's batches in one process, interleaved: overhead per sample."""
+    from torch.utils.data import DataLoader
+
+    from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+    from zarrsample_jax import as_grain_dataset
+    from zarrsample_tf import as_tf_dataset
+    from zarrsample_torch import PatchIterableDataset
+
+    coll = ImageCollection({"images": open_image(path, axes="CYX")}, spatial_axes="YX")
+    plan = PatchSampler(256, spatial_axes="YX").plan(coll)
+
+    def fresh() -> PatchDataset:  # a cold chunk cache, the plan made once
+        return PatchDataset(coll, PatchSampler(256, spatial_axes="YX"), plans=[plan])
+
+    epochs = {
+        "core-batch32": lambda: sum(len(b["images"]) for b in fresh().epoch(0).batches(32)),
+        "torch-batch32": lambda: sum(
+            len(b["images"]) for b in DataLoader(PatchIterableDataset(fresh(), batch_size=32), batch_size=None)),
+        "tf-batch32": lambda: sum(len(b["images"]) for b in as_tf_dataset(fresh(), batch_size=32)),
+        "grain-batch32": lambda: sum(
+            len(b["images"]) for b in as_grain_dataset(fresh(), num_epochs=1, batch_size=32).to_iter_dataset()),
+    }
+    for epoch in epochs.values():
+        assert epoch() == PATCHES  # warm: imports, first calls
+    best = dict.fromkeys(epochs, float("inf"))
+    for _ in range(rounds):
+        for case, epoch in epochs.items():
+            t0 = time.perf_counter()
+            epoch()
+            best[case] = min(best[case], time.perf_counter() - t0)
+    core = best["core-batch32"]
+    adapters = {k: v for k, v in best.items() if k != "core-batch32"}
+    emit(summary="batched-same-process", rounds=rounds, seconds={k: round(v, 4) for k, v in best.items()},
+         overhead_us_per_sample={k: round((v - core) / PATCHES * 1e6, 1) for k, v in adapters.items()},
+         ratio_to_core_batch32={k: round(core / v, 3) for k, v in adapters.items()}, target_us=20)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--case", nargs=2, metavar=("PATH", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        run_case(*args.case)
+        if args.case[1] == "batched-same-process":
+            run_batched_same_process(args.case[0], max(5, 2 * args.rounds))
+        else:
+            run_case(*args.case)
         return
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     best: dict[str, dict] = {}
@@ -142,6 +184,12 @@ def main() -> None:
                 fields = json.loads(out.strip().splitlines()[-1])
                 if case not in best or fields["seconds"] < best[case]["seconds"]:
                     best[case] = fields
+        # The batched overheads again, in one process (warm, interleaved): differences between
+        # cold subprocesses are as large as the overheads themselves.
+        same = subprocess.run(
+            [sys.executable, __file__, "--case", path, "batched-same-process"],
+            check=True, capture_output=True, text=True, env=env,
+        ).stdout
     core, single = best["core"], best["core-single"]
     for case in CASES:
         fields = dict(best[case], rounds=args.rounds)
@@ -168,6 +216,7 @@ def main() -> None:
         },
         batched_overhead_target_us=20,
     )
+    print(same.strip().splitlines()[-1], flush=True)
 
 
 if __name__ == "__main__":
