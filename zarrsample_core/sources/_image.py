@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -236,15 +236,19 @@ class Image:
             return result
         return np.asarray(array[index], dtype=self.dtype)
 
-    def _sharded(self) -> ShardedChunks | None:
-        """The shard-aware reader of a sharded zarr v3 array (see :mod:`._shards`), or None."""
+    def _per_array(self, name: str, make: Any) -> Any:
+        """``make(array)`` of the zarr array, kept until the array is re-opened (None on tensorstore)."""
         if self.backend != "zarr":
             return None
         array = self._array()
-        found = self._cache.get("shards", False)
+        found = self._cache.get(name, False)
         if found is False or found[0] is not array:
-            found = self._cache["shards"] = (array, sharded_chunks(array))
+            found = self._cache[name] = (array, make(array))
         return found[1]
+
+    def _sharded(self) -> ShardedChunks | None:
+        """The shard-aware reader of a sharded zarr v3 array (see :mod:`._shards`), or None."""
+        return cast("ShardedChunks | None", self._per_array("shards", sharded_chunks))
 
     @property
     def shard_chunks(self) -> tuple[int, ...] | None:
@@ -269,13 +273,7 @@ class Image:
 
     def _chunk_files(self) -> ChunkFiles | None:
         """The direct chunk decoder of a local zarr array (see :mod:`._direct`), or None."""
-        if self.backend != "zarr":
-            return None
-        array = self._array()
-        found = self._cache.get("direct", False)
-        if found is False or found[0] is not array:
-            found = self._cache["direct"] = (array, chunk_files(array))
-        return found[1]
+        return cast("ChunkFiles | None", self._per_array("direct", chunk_files))
 
     def read_many(self, selections: list[tuple[slice, ...]]) -> list[np.ndarray | Exception]:
         """Read several selections concurrently; each result is an array or its own error.
