@@ -518,3 +518,14 @@ def test_a_label_image_beyond_max_plan_bytes_is_refused_before_it_is_read():
     with pytest.raises(ZarrsampleError, match=r"the label image .* summed-area table would take .*=1000"):
         sampler.plan(coll)
     assert reads == []
+
+
+def test_the_class_balanced_count_is_that_of_its_plans():
+    coll = collection((128, 128), labels=labelled())
+    absent = ClassBalancedPatchSampler(16, 100, class_ratios={7: 1}, spatial_axes="YX", seed=0)
+    assert absent.count(coll) == len(absent.plan(coll)) == 0
+    present = ClassBalancedPatchSampler(16, 100, class_ratios={1: 1}, spatial_axes="YX", seed=0)
+    assert present.count(coll) == len(present.plan(coll)) == 100
+    assert present.samplable(coll).total == 113 * 113  # no mask: every complete position
+    by_area = ClassBalancedPatchSampler(16, 0.5, class_ratios={1: 1}, spatial_axes="YX", seed=0)
+    assert by_area.count(coll) == len(by_area.plan(coll)) == round(0.5 * 113 * 113 / 256)

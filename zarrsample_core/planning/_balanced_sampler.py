@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from math import isfinite
 from numbers import Integral, Real
+from typing import cast
 
 import numpy as np
 
@@ -131,7 +133,8 @@ class ClassBalancedPatchSampler(RandomPatchSampler):
         masked = self._mask_criterion(collection, geo)
         base = [] if masked is None else [masked[0]]
         extent = self._extent(geo)
-        everywhere = samplable_set(extent, geo.patch, base)
+        # The mask's own set is needed for a float num_patches only (or samplable()).
+        everywhere = None if isinstance(self.num_patches, Integral) else samplable_set(extent, geo.patch, base)
         label_shape = collection.spatial_extent(self.labels, self.spatial_axes)
         scales = axis_scales(geo.shape.tolist(), label_shape)
         threshold = threshold_numerator(self.min_class_area, geo.patch.tolist(), scales)
@@ -155,12 +158,34 @@ class ClassBalancedPatchSampler(RandomPatchSampler):
         total = sum(self.class_ratios[c] for c in per_class)
         return {c: self.class_ratios[c] / total for c in per_class}
 
+    def samplable(self, collection: ImageCollection) -> SamplableSet:
+        """The top-lefts that pass the mask alone (what a float ``num_patches`` counts)."""
+        geo = self.geometry(collection)
+        found = self._prepared(collection, geo)
+        if found[0] is None:  # not needed for an int num_patches: found on demand
+            masked = self._mask_criterion(collection, geo)
+            everywhere = samplable_set(self._extent(geo), geo.patch, [] if masked is None else [masked[0]])
+            found = (everywhere, *found[1:])
+            self._sets[id(collection)] = (weakref.ref(collection), found)
+        return cast(SamplableSet, found[0])
+
+    def count(self, collection: ImageCollection) -> int:
+        """Crops per epoch on ``collection``: 0 when none of the classes is present."""
+        return self._crops(collection, self.geometry(collection))
+
+    def _crops(self, collection: ImageCollection, geo: Geometry) -> int:
+        if not self._prepared(collection, geo)[2]:
+            return 0
+        if isinstance(self.num_patches, Integral):
+            return int(self.num_patches)
+        return self._count(self.samplable(collection), geo)
+
     def _draw(self, collection: ImageCollection, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
-        everywhere, _, per_class = self._prepared(collection, geo)
+        per_class = self._prepared(collection, geo)[2]
         d = len(geo.shape)
-        if not per_class:
+        n = self._crops(collection, geo)
+        if not n:
             return np.zeros((0, d), np.int64)
-        n = self._count(everywhere, geo)
         classes = sorted(per_class)
         ratios = np.array([self.class_ratios[c] for c in classes], np.float64)
         counts = rng.multinomial(n, ratios / ratios.sum())
