@@ -563,6 +563,6 @@ def test_a_transient_error_in_a_run_rereads_only_its_chunk():
             return image.read(selection)
 
     regions = [((0, x), (4, x + 4)) for x in range(0, 16, 4)]
-    chunks = _read_run(Flaky(), regions, RetryPolicy(retries=2, backoff=0.0), [(0, k) for k in range(4)])
+    chunks = list(_read_run(Flaky(), regions, RetryPolicy(retries=2, backoff=0.0), [(0, k) for k in range(4)]))
     assert np.concatenate(chunks, axis=1).tobytes() == data.tobytes()
     assert Flaky.reads == [(slice(0, 4), slice(8, 12))]

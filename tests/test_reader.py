@@ -94,8 +94,10 @@ def touched_chunks(image_shape, origin, chunks, windows):
 class CountingImage:
     """Delegates to an Image; counts (and optionally slows or fails) reads."""
 
-    def __init__(self, image, delay=0.0, fail=False):
+    def __init__(self, image, delay=0.0, fail=False, independent=None):
         self._image, self.delay, self.fail = image, delay, fail
+        if independent is not None:  # else the image's own answer
+            self.independent_chunks = independent
         self.calls = 0
         self._lock = threading.Lock()
 
@@ -117,6 +119,9 @@ class CountingImage:
         if self.fail:
             return [OSError("storage is down") for _ in selections]
         return self._image.read_many(selections)
+
+    def iter_many(self, selections):
+        yield from self.read_many(selections)
 
 
 def tiling(shape, step):
@@ -340,6 +345,68 @@ def test_chunk_cache_never_exceeds_budget(budget, ops):
     assert cache.stats()["chunk_reads"] == len(loads)
 
 
+def test_a_group_hands_out_each_chunk_as_it_is_read():
+    # The group's generator waits until chunk "a" has reached its reader:
+    # a group delivered only at its end would wait forever.
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache, delivered = ChunkCache(1000), threading.Event()
+
+    def load():
+        yield np.full(4, 1)
+        assert delivered.wait(5), "chunk a was not handed out before the group ended"
+        yield np.full(4, 2)
+
+    with ThreadPoolExecutor(1) as pool:
+        assert cache.schedule_group(["a", "b"], load, pool) == 2
+        time.sleep(0.05)  # the worker has claimed both
+        a = cache.get_or_load("a", lambda: pytest.fail("a is loaded by its group"))
+        delivered.set()
+        b = cache.get_or_load("b", lambda: pytest.fail("b is loaded by its group"))
+    assert a.tolist() == [1] * 4 and b.tolist() == [2] * 4
+    assert cache.stats()["chunk_reads"] == 2
+
+
+def test_a_group_that_fails_midway_keeps_what_it_read():
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = ChunkCache(1000)
+
+    def load():
+        yield np.full(4, 1)
+        raise OSError("storage is down")
+
+    with ThreadPoolExecutor(1) as pool:
+        cache.schedule_group(["a", "b", "c"], load, pool)
+    assert cache.get("a").tolist() == [1] * 4 and "b" not in cache and "c" not in cache
+    # The chunks after the failure are loaded by whoever needs them.
+    assert cache.get_or_load("b", lambda: np.full(4, 7)).tolist() == [7] * 4
+
+
+@pytest.mark.parametrize("independent", [False, True])
+def test_loads_come_in_the_order_chunks_are_first_needed(tmp_path, independent):
+    from zarrsample_core.reading._chunk_reads import load_groups
+
+    coll, image, _ = slow_collection(tmp_path, delay=0, independent=independent)
+    reader = PatchReader()
+    # Windows needing chunks (3, 2), (3, 3), then (0, 0), (0, 1), then (1, 3).
+    windows = [((48, 32), (64, 64)), ((0, 0), (16, 32)), ((16, 48), (32, 64))]
+    requests = [r for a, b in windows for r in reader.chunk_requests(coll, a, b, spatial_axes="YX")]
+    loads = [[key[-1] for key in keys] for _, _, keys in load_groups(requests, ChunkCache(0), 2**20)]
+    if independent:
+        assert loads == [[(3, 2)], [(3, 3)], [(0, 0)], [(0, 1)], [(1, 3)]]
+    else:
+        assert loads == [[(3, 2), (3, 3)], [(0, 0), (0, 1)], [(1, 3)]]
+
+
+def test_local_zarr_chunks_load_one_by_one_and_others_in_runs(tmp_path):
+    data = make_data((64, 64), "uint8", 8)
+    path = write_zarr(tmp_path / "p", data, (16, 16))
+    assert open_image(path, axes="YX").independent_chunks  # decoded here, one at a time
+    assert not open_image(path, axes="YX", backend="tensorstore").independent_chunks
+    assert not open_image(data, axes="YX").independent_chunks
+
+
 def test_chunk_cache_rejects_bad_budget():
     with pytest.raises(TypeError, match="max_bytes must be an int"):
         ChunkCache(1.5)
@@ -366,9 +433,11 @@ def test_concurrent_get_or_load_loads_once():
 # --------------------------------------------------------------------------- prefetch and threads
 
 
-def slow_collection(tmp_path, delay=0.01, fail=False):
+def slow_collection(tmp_path, delay=0.01, fail=False, independent=None):
     data = make_data((64, 64), "uint8", 8)
-    image = CountingImage(open_image(write_zarr(tmp_path / "p", data, (16, 16)), axes="YX"), delay, fail)
+    image = CountingImage(
+        open_image(write_zarr(tmp_path / "p", data, (16, 16)), axes="YX"), delay, fail, independent
+    )
     return ImageCollection({"images": image}, spatial_axes="YX"), image, data
 
 
@@ -384,17 +453,20 @@ def test_prefetch_then_read_is_identical_and_loads_once(tmp_path):
     assert image.calls == 16 and reader.stats()["chunk_reads"] == 16
 
 
-def test_read_waits_for_in_flight_prefetch(tmp_path):
-    coll, image, data = slow_collection(tmp_path, delay=0.2)
+@pytest.mark.parametrize("independent", [False, True])
+def test_read_waits_for_in_flight_prefetch(tmp_path, independent):
+    coll, image, data = slow_collection(tmp_path, delay=0.2, independent=independent)
     reader = PatchReader(prefetch_workers=2)
-    # Two neighbouring chunks along X: one grouped load for both.
+    # Two neighbouring chunks along X: one grouped load for both, or one load
+    # each where chunks load best alone (two prefetch threads run them).
+    loads = 2 if independent else 1
     reader.prefetch(coll, (0, 0), (16, 32), spatial_axes="YX")
     deadline = time.monotonic() + 5
-    while image.calls < 1 and time.monotonic() < deadline:  # until the load is running
+    while image.calls < loads and time.monotonic() < deadline:  # until the loads are running
         time.sleep(0.005)
     out = reader.read(coll, (0, 0), (16, 32), spatial_axes="YX")["images"]
     assert_identical(out, data[:16, :32])
-    assert image.calls == 1
+    assert image.calls == loads
     assert reader.stats()["cache_hits"] == 2 and reader.stats()["chunk_reads"] == 2
 
 

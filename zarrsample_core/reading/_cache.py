@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import Executor, Future
 from numbers import Integral
 from typing import Any
@@ -217,17 +217,19 @@ class ChunkCache:
             return self.get_or_load(key, load)  # the scheduled load failed: load it here
 
     def schedule_group(
-        self, keys: Sequence[Hashable], load: Callable[[], list[np.ndarray]], executor: Executor
+        self, keys: Sequence[Hashable], load: Callable[[], Iterable[np.ndarray]], executor: Executor
     ) -> int:
-        """Load several chunks with one call of ``load`` (one array per key).
+        """Load several chunks with one call of ``load`` (one array per key, in order).
 
         Keys already cached or in flight are left alone; if all are, nothing
         is scheduled. One read of a run of neighbouring chunks lets the
-        storage library decode them concurrently. A reader that asks for a
+        storage library decode them concurrently; ``load`` may hand the
+        arrays out one by one (a generator), and each is stored and given
+        to its waiting readers as soon as it comes. A reader that asks for a
         chunk before a worker starts on the group loads it itself; once a
         worker has started, readers wait for it (and load the chunk
-        themselves if the group load raises). Returns how many keys were
-        scheduled.
+        themselves if the group load raises before reaching it). Returns how
+        many keys were scheduled.
         """
         with self._lock:
             fresh = [k for k in keys if k not in self._data and k not in self._inflight]
@@ -238,7 +240,7 @@ class ChunkCache:
         return len(slots)
 
     def _run_group(
-        self, keys: Sequence[Hashable], slots: dict[Hashable, _Slot], load: Callable[[], list[np.ndarray]]
+        self, keys: Sequence[Hashable], slots: dict[Hashable, _Slot], load: Callable[[], Iterable[np.ndarray]]
     ) -> None:
         with self._lock:
             mine = {k: slot for k, slot in slots.items() if not slot.claimed}
@@ -247,20 +249,23 @@ class ChunkCache:
         if not mine:
             return  # readers took every chunk over
         try:
-            values = dict(zip(keys, load()))
-        except BaseException:  # noqa: BLE001 - every waiter must wake up; they load again
-            with self._lock:
-                for key in mine:
+            for key, value in zip(keys, load()):
+                slot = mine.pop(key, None)
+                if slot is None:
+                    continue  # a reader loads it (it asked before this group started)
+                with self._lock:
                     self._inflight.pop(key, None)
-            for slot in mine.values():
-                slot.future.set_exception(_GroupFailed())
-            return
-        with self._lock:
+                    self._store(key, value)
+                slot.future.set_result(value)
+                if not mine:
+                    return  # the rest belongs to readers: stop reading
+        except BaseException:  # noqa: BLE001 - every waiter must wake up; they load again
+            pass
+        with self._lock:  # a failed (or short) load: the waiters load their chunks themselves
             for key in mine:
                 self._inflight.pop(key, None)
-                self._store(key, values[key])
-        for key, slot in mine.items():
-            slot.future.set_result(values[key])
+        for slot in mine.values():
+            slot.future.set_exception(_GroupFailed())
 
     def _fill(self, key: Hashable, slot: _Slot, load: Callable[[], np.ndarray]) -> np.ndarray:
         try:

@@ -98,22 +98,38 @@ def load_groups(
 ) -> Iterator[tuple[ImageLike, list[Range], list[tuple[Any, ...]]]]:
     """The uncached chunks of ``requests`` as loads: ``(image, regions, cache keys)`` each.
 
-    Neighbours along the last axis go together (inner chunks of one shard,
-    for images read shard-aware), at most ``run_bytes`` of them (and 8
-    chunks of a run): loads in flight are held beside the cache.
+    Loads come in the order their first chunk is requested. Images whose
+    chunks load best alone (``independent_chunks``: decoded here, one at a
+    time) get one load per chunk, so that the loading threads share the
+    next chunks needed. Otherwise neighbours along the last axis go
+    together (inner chunks of one shard, for images read shard-aware), at
+    most ``run_bytes`` of them (and 8 chunks of a run): loads in flight are
+    held beside the cache.
     """
     wanted: dict[tuple[Any, ...], tuple[ImageLike, dict[tuple[int, ...], Range]]] = {}
     largest: dict[tuple[Any, ...], int] = {}
+    rank: dict[tuple[Any, ...], int] = {}
     for chunk_key, image, lo, hi, nbytes in requests:
-        if chunk_key not in cache:
+        if chunk_key not in cache and chunk_key not in rank:
+            rank[chunk_key] = len(rank)
             wanted.setdefault(chunk_key[:-1], (image, {}))[1][chunk_key[-1]] = (lo, hi)
             largest[chunk_key[:-1]] = max(largest.get(chunk_key[:-1], 0), nbytes)
+    loads = []
     for prefix, (image, chunks) in wanted.items():
         most = max(1, run_bytes // max(largest[prefix], 1))
         per_shard = getattr(image, "shard_chunks", None)
-        runs = shard_groups(sorted(chunks), per_shard, most) if per_shard else chunk_runs(sorted(chunks), min(8, most))
+        if getattr(image, "independent_chunks", False):
+            runs = [[index] for index in chunks]
+        elif per_shard:
+            runs = shard_groups(sorted(chunks), per_shard, most)
+        else:
+            runs = chunk_runs(sorted(chunks), min(8, most))
         for run in runs:
-            yield image, [chunks[i] for i in run], [(*prefix, index) for index in run]
+            keys = [(*prefix, index) for index in run]
+            loads.append((min(rank[k] for k in keys), image, [chunks[i] for i in run], keys))
+    loads.sort(key=lambda load: load[0])
+    for _, image, regions, keys in loads:
+        yield image, regions, keys
 
 
 def shard_groups(
@@ -128,40 +144,41 @@ def shard_groups(
 
 def read_run(
     image: ImageLike, regions: list[Range], retry: RetryPolicy, run: list[tuple[int, ...]]
-) -> list[np.ndarray]:
-    """Read several chunk regions of one image with one call.
+) -> Iterator[np.ndarray]:
+    """Read several chunk regions of one image with one call; yields them in order, each when read.
 
-    Images that can (:meth:`..sources._image.Image.read_many`) read them
+    Images that can (:meth:`..sources._image.Image.iter_many`) read them
     concurrently, each on its own: zarr in one event-loop call, tensorstore
     with one future each, so that the backend decodes them in parallel
-    (about 1.6x the rate of one chunk per call with zarr-python 3). With
-    ``retry.retries > 0`` a transient error is retried for its chunk alone;
-    otherwise the first error is raised (sharded zarr arrays: one range
-    request per run of inner chunks stored side by side, each shard's index
-    read once per process, :mod:`..sources._shards`). Other images, and
-    sharded arrays read by tensorstore (which fetches a shard's index once
-    per read call), read the bounding box of the regions at once (a run
-    along the last axis, or the inner chunks of one shard).
+    (about 1.6x the rate of one chunk per call with zarr-python 3); each
+    region is handed out as soon as it is read. With ``retry.retries > 0``
+    a transient error is retried for its chunk alone; otherwise the first
+    error is raised (sharded zarr arrays: one range request per run of
+    inner chunks stored side by side, each shard's index read once per
+    process, :mod:`..sources._shards`). Other images, and sharded arrays
+    read by tensorstore (which fetches a shard's index once per read call),
+    read the bounding box of the regions at once (a run along the last
+    axis, or the inner chunks of one shard).
     """
-    if hasattr(image, "read_many") and (
+    many = getattr(image, "iter_many", None) or getattr(image, "read_many", None)
+    if many is not None and (
         retry.retries or getattr(image, "backend", "") != "tensorstore" or not getattr(image, "is_sharded", False)
     ):
         selections = [tuple(slice(a, b) for a, b in zip(lo, hi)) for lo, hi in regions]
-        chunks = image.read_many(selections)
-        for k, ((lo, hi), index) in enumerate(zip(regions, run)):
-            error = chunks[k]
-            if isinstance(error, Exception):
-                if not retry.retries or not is_transient(error):
-                    raise error
-                chunks[k] = retry.call(partial(_read_region, image, lo, hi), f"{image.name} {index}")
-        return chunks
+        for chunk, (lo, hi), index in zip(many(selections), regions, run):
+            if isinstance(chunk, Exception):
+                if not retry.retries or not is_transient(chunk):
+                    raise chunk
+                chunk = retry.call(partial(_read_region, image, lo, hi), f"{image.name} {index}")
+            yield chunk
+        return
     start = tuple(min(lo[d] for lo, _ in regions) for d in range(len(regions[0][0])))
     stop = tuple(max(hi[d] for _, hi in regions) for d in range(len(regions[0][0])))
     block = _read_region(image, start, stop)  # the bounding box: a run, or a group of one shard
     parts = [block[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))] for lo, hi in regions]
     if sum(p.size for p in parts) < block.size:  # the box holds more: cached views must not keep it
         parts = [p.copy() for p in parts]
-    return parts
+    yield from parts
 
 
 def assemble(cache: ChunkCache, source: Source, dest: np.ndarray, retry: RetryPolicy) -> None:

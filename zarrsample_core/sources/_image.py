@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -283,30 +285,34 @@ class Image:
         needs to be read again. zarr reads them in one event-loop call,
         tensorstore with one read future each.
         """
+        return list(self.iter_many(selections))
+
+    def iter_many(self, selections: list[tuple[slice, ...]]) -> Iterator[np.ndarray | Exception]:
+        """:meth:`read_many`'s results in order, each handed out as soon as it is read.
+
+        All reads start at once where the backend reads concurrently
+        (tensorstore futures); locally decoded zarr chunks are decoded one
+        after the other, as they are consumed.
+        """
         indices = []
         for selection in selections:
             start, stop = selection_bounds(selection, self.shape)
             indices.append(tuple(slice(o + a, o + b) for o, a, b in zip(self.origin, start, stop)))
         array = self._array()
-        results: list[Any]
         if self.backend == "tensorstore":
             deadline = ts_deadline(self._spec)
             futures = [array[index].read() for index in indices]
-            results = []
             for future in futures:
-                try:
-                    results.append(ts_result(future, deadline, self.name))
-                except Exception as exc:  # noqa: BLE001 - returned to the caller
-                    results.append(exc)
-        elif hasattr(array, "read_many"):  # a TIFF page read tile by tile
-            results = array.read_many(indices)
-        elif self.backend == "zarr" and (grids := self._direct_grids(indices)) is not None:
-            direct, results = self._chunk_files(), []
+                yield self._result(lambda future=future: ts_result(future, deadline, self.name))
+            return
+        if self.backend == "zarr" and (grids := self._direct_grids(indices)) is not None:
+            direct = self._chunk_files()
             for index, grid in zip(indices, grids):
-                try:
-                    results.append(direct.read(index, grid))  # type: ignore[union-attr]
-                except Exception as exc:  # noqa: BLE001 - returned to the caller
-                    results.append(exc)
+                yield self._result(partial(direct.read, index, grid))  # type: ignore[union-attr]
+            return
+        results: list[Any]
+        if hasattr(array, "read_many"):  # a TIFF page read tile by tile
+            results = array.read_many(indices)
         elif self.backend == "zarr" and self._sharded_all(indices):
             results = self._sharded().read_many(indices)  # type: ignore[union-attr]
         elif self.backend == "zarr":
@@ -319,8 +325,27 @@ class Image:
             results = sync(gather())
         else:
             results = [array[index] for index in indices]
-        # zarr and tensorstore hand out new arrays: no copy unless the dtype differs
-        return [r if isinstance(r, Exception) else np.asarray(r, dtype=self.dtype) for r in results]
+        for r in results:
+            # zarr and tensorstore hand out new arrays: no copy unless the dtype differs
+            yield r if isinstance(r, Exception) else np.asarray(r, dtype=self.dtype)
+
+    def _result(self, read: Callable[[], Any]) -> np.ndarray | Exception:
+        """``read()`` as an array of this image's dtype, or the exception it raised."""
+        try:
+            return np.asarray(read(), dtype=self.dtype)
+        except Exception as exc:  # noqa: BLE001 - returned to the caller
+            return exc
+
+    @property
+    def independent_chunks(self) -> bool:
+        """Whether chunks load best one per call (decoded here, one at a time), not in runs.
+
+        True for local zarr arrays whose chunks are decoded directly
+        (:mod:`._direct`): a run read in one call decodes its chunks one
+        after the other in one thread, so the reader's threads load single
+        chunks instead, in the order they are needed.
+        """
+        return self.backend == "zarr" and self._chunk_files() is not None
 
     def _sharded_all(self, indices: list[tuple[slice, ...]]) -> bool:
         sharded = self._sharded()
