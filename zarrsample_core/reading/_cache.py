@@ -250,9 +250,9 @@ class ChunkCache:
             return  # readers took every chunk over
         try:
             for key, value in zip(keys, load()):
-                slot = mine.pop(key, None)
-                if slot is None:
+                if key not in mine:
                     continue  # a reader loads it (it asked before this group started)
+                slot = mine.pop(key)
                 with self._lock:
                     self._inflight.pop(key, None)
                     self._store(key, value)

@@ -303,7 +303,7 @@ class Image:
             deadline = ts_deadline(self._spec)
             futures = [array[index].read() for index in indices]
             for future in futures:
-                yield self._result(lambda future=future: ts_result(future, deadline, self.name))
+                yield self._result(partial(ts_result, future, deadline, self.name))
             return
         if self.backend == "zarr" and (grids := self._direct_grids(indices)) is not None:
             direct = self._chunk_files()
