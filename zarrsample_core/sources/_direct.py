@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..reading._buffers import take
+
 __all__ = ["ChunkFiles", "chunk_files", "decode_region"]
 
 
@@ -139,7 +141,7 @@ def decode_region(
         The bytes do not decode to one chunk (the decoder's error, or a size mismatch).
     """
     count = int(np.prod(chunks))
-    out = np.empty(count, stored)
+    out = take(count * stored.itemsize).view(stored)
     if decoder is None:
         data = np.frombuffer(raw, stored)
         if data.size != count:

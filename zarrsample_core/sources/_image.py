@@ -21,6 +21,7 @@ from ._handles import (
     open_spec,
     spec_store,
     ts_deadline,
+    ts_read_into,
     ts_result,
     url_store,
 )
@@ -222,8 +223,9 @@ class Image:
         index = tuple(slice(o + a, o + b) for o, a, b in zip(self.origin, start, stop))
         array = self._array()
         if self.backend == "tensorstore":
-            deadline = ts_deadline(self._spec)
-            return np.asarray(ts_result(array[index].read(), deadline, self.name), dtype=self.dtype)
+            out, future = ts_read_into(array, index)
+            ts_result(future, ts_deadline(self._spec), self.name)
+            return np.asarray(out, dtype=self.dtype)
         if self.backend == "numpy":
             return np.array(array[index], dtype=self.dtype, copy=True)
         direct = self._chunk_files()
@@ -301,9 +303,9 @@ class Image:
         array = self._array()
         if self.backend == "tensorstore":
             deadline = ts_deadline(self._spec)
-            futures = [array[index].read() for index in indices]
-            for future in futures:
-                yield self._result(partial(ts_result, future, deadline, self.name))
+            reads = [ts_read_into(array, index) for index in indices]
+            for out, future in reads:
+                yield self._result(partial(_after, out, partial(ts_result, future, deadline, self.name)))
             return
         if self.backend == "zarr" and (grids := self._direct_grids(indices)) is not None:
             direct = self._chunk_files()
@@ -356,6 +358,12 @@ class Image:
         direct = self._chunk_files()
         grids = [direct.chunk_of(index) for index in indices] if direct is not None else [None]
         return None if any(g is None for g in grids) else grids  # type: ignore[return-value]
+
+
+def _after(value: Any, wait: Callable[[], Any]) -> Any:
+    """``value`` once ``wait()`` returned."""
+    wait()
+    return value
 
 
 def _is_sharded(array: Any, backend: str) -> bool:

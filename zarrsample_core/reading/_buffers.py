@@ -1,0 +1,93 @@
+"""Recycled buffers for decoded chunks: a chunk evicted from the cache lends its memory to the next one.
+
+A decoded chunk lives in the chunk cache until evicted, then until the last
+view of it is gone. :func:`take` hands out a writable flat ``uint8`` array
+whose memory returns to a small process-wide pool when that happens, and
+takes memory from that pool before asking the allocator. A sequential or
+shuffled epoch over an image larger than the cache then decodes every chunk
+into memory that was already in use: no page faults for fresh memory, and
+no growth of the allocator's per-thread arenas (memory freed by one thread
+and allocated by another), which otherwise held tens of MB more than the
+cache.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BufferPool", "take"]
+
+
+class _Lease:
+    """Owner of a lent buffer: numpy arrays made from it keep it alive; when it dies, the buffer returns."""
+
+    __slots__ = ("__array_interface__", "__weakref__")
+
+    def __init__(self, store: np.ndarray) -> None:
+        self.__array_interface__ = {
+            "shape": store.shape, "typestr": "|u1", "data": (store.ctypes.data, False), "version": 3,
+        }
+
+
+class BufferPool:
+    """Spare flat ``uint8`` buffers by size, at most ``max_bytes`` of them (thread-safe, lock-free).
+
+    Parameters
+    ----------
+    max_bytes : int
+        Most bytes of spare buffers kept; a buffer returned beyond it is
+        freed. A buffer larger than ``max_bytes`` is never kept.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._free: dict[int, deque[np.ndarray]] = {}
+        self._spare = 0  # approximate under concurrent use: a bound, not an account
+        self.reused = 0
+
+    @property
+    def spare_bytes(self) -> int:
+        """Bytes of spare buffers held now."""
+        return sum(n * len(q) for n, q in list(self._free.items()))
+
+    def take(self, nbytes: int) -> np.ndarray:
+        """A writable flat ``uint8`` array of ``nbytes`` (contents undefined)."""
+        queue = self._free.get(nbytes)
+        store = None
+        if queue:
+            try:
+                store = queue.pop()
+                self._spare -= nbytes
+                self.reused += 1
+            except IndexError:  # another thread took the last one
+                store = None
+        if store is None:
+            store = np.empty(nbytes, np.uint8)
+        lease = _Lease(store)
+        weakref.finalize(lease, self._give, store)
+        return np.asarray(lease)
+
+    def _give(self, store: Any) -> None:
+        nbytes = store.nbytes
+        if self._spare + nbytes > self.max_bytes:
+            return  # freed: the pool is full
+        self._spare += nbytes
+        self._free.setdefault(nbytes, deque()).append(store)
+
+    def clear(self) -> None:
+        """Free every spare buffer."""
+        self._free = {}
+        self._spare = 0
+
+
+#: The process's pool (spare buffers beyond what the chunk caches hold).
+POOL = BufferPool(64 * 2**20)
+
+
+def take(nbytes: int) -> np.ndarray:
+    """:meth:`BufferPool.take` of the process's pool."""
+    return POOL.take(nbytes)
