@@ -1,4 +1,4 @@
-"""Recycled chunk buffers (reading/_buffers): memory returns only when no array uses it."""
+"""Recycled chunk buffers (sources/_buffers): memory returns only when no array uses it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
-from zarrsample_core.reading._buffers import POOL, BufferPool
+from zarrsample_core.sources._buffers import POOL, BufferPool
 
 
 def test_a_buffer_returns_when_its_last_view_is_gone():

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..reading._buffers import take
+from ._buffers import take
 
 __all__ = ["ChunkFiles", "chunk_files", "decode_region"]
 

@@ -17,7 +17,7 @@ import zarr
 from zarr.storage import FsspecStore, LocalStore
 
 from .._errors import ZarrsampleError
-from ..reading._buffers import take
+from ._buffers import take
 from ._tensorstore import open_tensorstore
 
 __all__ = [
@@ -68,7 +68,7 @@ def ts_deadline(spec: tuple[Any, ...] | None) -> float | None:
 def ts_read_into(array: Any, index: tuple[slice, ...]) -> tuple[np.ndarray, Any]:
     """Start reading ``array[index]`` (a tensorstore) into a recycled buffer: ``(buffer, future)``.
 
-    The buffer (:mod:`..reading._buffers`) holds the values once the future
+    The buffer (:mod:`._buffers`) holds the values once the future
     is done. Reading into memory of ours, rather than into arrays
     tensorstore allocates in its own threads, keeps the chunk cache's memory
     reused from chunk to chunk instead of spread over the allocator's
