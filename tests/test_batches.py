@@ -130,6 +130,13 @@ def test_read_batch_equals_getitem_in_any_order(sources):
     assert_batch_equal(ds.read_batch(np.array([2])), [ds[2]])
 
 
+def test_samples_and_batches_start_at_64_byte_boundaries(sources):
+    # tf.data shares the memory of 64-byte aligned arrays instead of copying them.
+    ds = PatchDataset(collections(sources, second=True), PatchSampler(5, pad=2, spatial_axes="YX"))
+    arrays = [*ds.read_batch([0, 1, 2]).values(), *ds[1].values(), *next(ds.epoch(0).batches(4)).values()]
+    assert arrays and all(a.ctypes.data % 64 == 0 and a.flags.c_contiguous for a in arrays)
+
+
 def test_read_batch_refuses_bad_indices(sources):
     ds = PatchDataset(collections(sources), PatchSampler(6, spatial_axes="YX"))
     with pytest.raises(IndexError, match="out of range"):

@@ -18,6 +18,7 @@ import numpy as np
 from .._errors import ZarrsampleError
 from ..reading._context import window_positions
 from ..reading._faults import SkipLog
+from ..sources._buffers import aligned_empty
 
 if TYPE_CHECKING:
     from ..reading._reader import PatchReader
@@ -115,7 +116,7 @@ def read_batch(dataset: BatchSource, indices: np.ndarray, view: EpochPlans | Non
     size = len(indices)
     k, plan, start, stop = dataset._window(int(indices[0]), view)
     shapes = dataset.reader.output_shapes(dataset.collections[k], start, stop, spatial_axes=plan.spatial_axes)
-    out = {name: np.empty((size, *shape), dtype) for name, (shape, dtype) in shapes.items()}
+    out = {name: aligned_empty((size, *shape), dtype) for name, (shape, dtype) in shapes.items()}
     window = dataset.reader.window if dataset.return_positions else {}
     if dataset.return_positions:
         out["position"] = np.empty((size, len(start), 2), np.int64)

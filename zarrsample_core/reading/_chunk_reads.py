@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -88,7 +89,7 @@ def window_requests(sources: Iterable[Source]) -> list[ChunkRequest]:
             continue
         itemsize = source.image.dtype.itemsize
         for index, lo, hi in chunk_ranges(source):
-            nbytes = itemsize * int(np.prod([b - a for a, b in zip(lo, hi)]))
+            nbytes = itemsize * math.prod(b - a for a, b in zip(lo, hi))
             requests.append(((*source.prefix, index), source.image, lo, hi, nbytes))
     return requests
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._checks import check_bool, check_int
 from .._errors import ZarrsampleError
+from ..sources._buffers import aligned_empty
 from ._cache import ChunkCache
 from ._chunk_reads import ChunkRequest, Source, load_groups, read_run, window_requests
 from ._context import WindowSize, check_window
@@ -252,7 +253,7 @@ class PatchReader:
         cache = self._cache_now()
         out: dict[str, np.ndarray] = {}
         for source in self._sources(collection, start, stop, spatial_axes, key):
-            result = np.empty(output_shape(source, self.output_axes), source.image.dtype)
+            result = aligned_empty(output_shape(source, self.output_axes), source.image.dtype)
             view = image_view(source, result, self.output_axes)
             fill_window(cache, source, view, self.retry, self._constant(source))
             out[source.name] = result

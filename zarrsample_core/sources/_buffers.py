@@ -13,13 +13,19 @@ cache.
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections import deque
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BufferPool", "take"]
+__all__ = ["ALIGN", "BufferPool", "aligned_empty", "take"]
+
+#: Byte alignment of the samples and batches handed out: a tf.data pipeline
+#: (``tf.numpy_function``) shares the memory of an array aligned to 64 bytes,
+#: and copies any other.
+ALIGN = 64
 
 
 class _Lease:
@@ -91,3 +97,16 @@ POOL = BufferPool(64 * 2**20)
 def take(nbytes: int) -> np.ndarray:
     """:meth:`BufferPool.take` of the process's pool."""
     return POOL.take(nbytes)
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``numpy.empty(shape, dtype)`` whose data starts at a multiple of :data:`ALIGN` bytes.
+
+    C-contiguous and writable; ``numpy.empty`` itself aligns large arrays to
+    16 bytes only.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = dtype.itemsize * math.prod(shape)
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    offset = -raw.ctypes.data % ALIGN
+    return raw[offset : offset + nbytes].view(dtype).reshape(shape)

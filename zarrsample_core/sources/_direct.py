@@ -12,6 +12,7 @@ goes through zarr-python as before (:func:`chunk_files` returns None).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,7 +141,7 @@ def decode_region(
     ValueError, RuntimeError
         The bytes do not decode to one chunk (the decoder's error, or a size mismatch).
     """
-    count = int(np.prod(chunks))
+    count = math.prod(chunks)
     out = take(count * stored.itemsize).view(stored)
     if decoder is None:
         data = np.frombuffer(raw, stored)
