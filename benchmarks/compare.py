@@ -20,10 +20,12 @@ with ``--reading-only``): a (3, 8192, 8192) uint8 zarr v2 image, chunks
 (3, 1024, 1024), zstd, smooth content, written once to a temporary directory;
 PatchSampler(256), no mask: all 1024 patches. Each run in its own subprocess
 (``reference_runner.py --read NAME`` in the reference venv, ``--ours-read
-NAME`` here), 3 interleaved rounds, best of them. One line per case:
+NAME`` here), 5 interleaved rounds, best of them. One line per case:
 ``read-limit`` (every chunk once: zarr 2 / our Image.read on zarr 3),
 ``sequential`` (``ZarrDataset(shuffle=False)`` against ``PatchDataset.epoch(0)``,
-plus whether the (top-left, content digest) of every delivered patch agrees),
+plus whether the (top-left, content digest) of every delivered patch agrees;
+and in batches of 32: the reference's patches stacked with ``numpy.stack``, as
+a training loop's collate does, against ``epoch(0).batches(32)``),
 ``shuffled`` (``ZarrDataset(shuffle=True)`` against ours with
 ``draw_same_chunk=True`` and with the default 8-chunk window). Then one
 summary line (planning table and the reading table).
@@ -46,7 +48,7 @@ import numpy as np
 sys.dont_write_bytecode = True  # write nothing inside the repository
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_runner import (  # noqa: E402
-    AXES, CASES, READ_CHUNKS, READ_PATCH, READ_PATCHES, READ_SHAPE, REFERENCE_READS, Case, StagePeak,
+    AXES, CASES, READ_BATCH, READ_CHUNKS, READ_PATCH, READ_PATCHES, READ_SHAPE, REFERENCE_READS, Case, StagePeak,
     _pattern_stats, patch_digest,
 )
 from workloads import best_of, emit  # noqa: E402
@@ -124,7 +126,7 @@ OUR_READS = {
     "window-shuffle": {"shuffle": True},
 }
 #: Batch size of the batched case (what a training loop would ask for).
-BATCH = 32
+BATCH = READ_BATCH
 
 
 def _chunk_windows():
@@ -498,12 +500,13 @@ def compare_case(name: str, args, probes: dict) -> dict:
 
 # -- reading throughput: orchestration ----------------------------------------------------
 
-READ_ROUNDS = 3
+READ_ROUNDS = 5
 #: Interleaved order of one round (reversed every other round): each library's
 #: run of a case next to the other's, so a change in machine load hits both.
 READ_ORDER = (
     ("reference", "read-limit"), ("ours", "read-limit"),
-    ("reference", "sequential"), ("ours", "sequential"), ("ours", "sequential-batches"),
+    ("reference", "sequential"), ("ours", "sequential"),
+    ("reference", "sequential-batches"), ("ours", "sequential-batches"),
     ("reference", "shuffled"), ("ours", "chunk-shuffle"), ("ours", "window-shuffle"),
     ("reference", "shuffled-same-chunk"),
 )
@@ -615,10 +618,16 @@ def reading_comparison(args) -> list[dict]:
     if ("reference", "sequential") in hashes and ("ours", "sequential") in hashes:
         agree = content_agreement(hashes["reference", "sequential"], hashes["ours", "sequential"])
     batch_o = side(("ours", "sequential-batches"), our_lim)
+    batch_r = side(("reference", "sequential-batches"), ref_lim)
     lines.append(dict(
         reading="sequential", **image, reference=seq_r, ours=seq_o, ratio_ours_to_reference=ratio(seq_o, seq_r),
-        ours_batches=batch_o, batch_size=BATCH, ratio_ours_batches_to_reference=ratio(batch_o, seq_r),
+        reference_batches=batch_r, ours_batches=batch_o, batch_size=BATCH,
+        ratio_ours_batches_to_reference=ratio(batch_o, seq_r),
+        ratio_ours_batches_to_reference_batches=ratio(batch_o, batch_r),
         agreement=agree,
+        note="reference: views of its cached chunk, no copy; reference_batches: the same patches stacked by "
+             f"{BATCH} (numpy.stack, what a training loop's collate does); ours_batches: epoch.batches({BATCH}), "
+             "each patch copied once into its slot",
     ))
     shuf_r = side(("reference", "shuffled"), ref_lim)
     same_r = side(("reference", "shuffled-same-chunk"), ref_lim)

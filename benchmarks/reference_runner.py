@@ -87,10 +87,13 @@ READ_PATCHES = (READ_SHAPE[1] // READ_PATCH) * (READ_SHAPE[2] // READ_PATCH)
 REFERENCE_READS = {
     "read-limit": None,
     "sequential": {"shuffle": False},
+    "sequential-batches": {"shuffle": False},  # stacked by READ_BATCH, as a training loop's collate does
     "shuffled": {"shuffle": True},
     "shuffled-same-chunk": {"shuffle": True, "draw_same_chunk": True},
 }
 READ_SEED = 0
+#: Batch size of the ``-batches`` reading runs (``numpy.stack`` of the patches, what torch's collate does).
+READ_BATCH = 32
 
 
 def _status_mb(key: str) -> float | None:
@@ -289,6 +292,18 @@ def run_read(name: str, path: str, hashes_path: str | None) -> None:
         _, cy, cx = READ_CHUNKS
         nbytes = sum(array[:, y : y + cy, x : x + cx].nbytes for y in range(0, ys, cy) for x in range(0, xs, cx))
         patches, views = READ_PATCHES, None
+    elif name.endswith("-batches"):
+        patches = nbytes = 0
+        views = None
+        pending: list = []
+        for patch in dataset():
+            pending.append(patch)
+            if len(pending) == READ_BATCH:
+                batch = np.stack(pending)
+                patches, nbytes, pending = patches + len(batch), nbytes + batch.nbytes, []
+        if pending:
+            batch = np.stack(pending)
+            patches, nbytes = patches + len(batch), nbytes + batch.nbytes
     else:
         patches = nbytes = views = 0
         for patch in dataset():
@@ -299,7 +314,7 @@ def run_read(name: str, path: str, hashes_path: str | None) -> None:
     fields.update(seconds=round(seconds, 4), patches=patches, patches_per_s=round(patches / seconds, 1),
                   mb_per_s=round(nbytes / seconds / 2**20, 1), chunk_reads=reads["n"],
                   patches_that_are_views=views, **rss.fields())
-    if hashes_path and kwargs is not None:
+    if hashes_path and kwargs is not None and not name.endswith("-batches"):
         random.seed(READ_SEED)
         toplefts, digests = [], []
         for position, patch in dataset(return_positions=True):
