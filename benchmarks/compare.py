@@ -48,7 +48,7 @@ import numpy as np
 sys.dont_write_bytecode = True  # write nothing inside the repository
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_runner import (  # noqa: E402
-    AXES, CASES, READ_BATCH, READ_CHUNKS, READ_PATCH, READ_PATCHES, READ_SHAPE, REFERENCE_READS, Case, StagePeak,
+    AXES, CASES, READ_BATCH, READ_CHUNKS, READ_PATCH, READ_PATCHES, READ_SHAPE, Case, StagePeak,
     _pattern_stats, patch_digest,
 )
 from workloads import best_of, emit  # noqa: E402

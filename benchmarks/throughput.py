@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from workloads import emit, peak_rss_mb, write_smooth_image  # noqa: E402
+from workloads import emit, peak_rss_mb  # noqa: E402
 
 SHAPE = (3, 8192, 8192)
 CHUNKS = (3, 1024, 1024)
