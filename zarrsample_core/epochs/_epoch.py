@@ -124,6 +124,10 @@ class ReadAhead:
                 self._window.append((p, keys))
                 fresh += new.values()
                 p += 1
+                if p == position + 1 and fresh:  # the sample read next: its chunks start loading at once
+                    reader.pin([r[0] for r in fresh])
+                    reader.schedule(fresh)
+                    fresh = []
             self._until = p
             if fresh:
                 reader.pin([r[0] for r in fresh])  # each key once: it entered the window now
