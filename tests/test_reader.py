@@ -331,17 +331,24 @@ def test_chunk_cache_lru_order_and_counters():
     assert pickle.loads(pickle.dumps(cache)).stats()["chunk_reads"] == 0
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     budget=st.integers(0, 100),
-    ops=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 60)), max_size=40),
+    ops=st.lists(st.tuples(st.sampled_from(["load", "load", "pin", "unpin"]), st.integers(0, 6), st.integers(0, 60)),
+                 max_size=60),
 )
 def test_chunk_cache_never_exceeds_budget(budget, ops):
     cache, loads = ChunkCache(budget), []
-    for key, size in ops:
-        value = cache.get_or_load(key, lambda size=size: loads.append(1) or np.zeros(size, np.uint8))
+    for op, key, size in ops:
+        if op == "pin":
+            cache.pin([key])
+        elif op == "unpin":
+            cache.unpin([key])
+        else:
+            value = cache.get_or_load(key, lambda size=size: loads.append(1) or np.zeros(size, np.uint8))
+            assert value.nbytes in (size, cache._data.get(key, value).nbytes)
         assert cache.nbytes <= budget and cache.nbytes == sum(cache._data[k].nbytes for k in cache._data)
-        assert value.nbytes in (size, cache._data.get(key, value).nbytes)
+        assert cache._loaded.keys() == cache._data.keys()
     assert cache.stats()["chunk_reads"] == len(loads)
 
 

@@ -1,7 +1,8 @@
-"""A thread-safe LRU cache of decoded storage chunks, bounded by bytes."""
+"""A thread-safe cache of decoded storage chunks, bounded by bytes: least recently used, and scan-resistant for read-aheads."""
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -31,7 +32,11 @@ class _Slot:
 
 
 class ChunkCache:
-    """Least-recently-used cache of chunk arrays, never above ``max_bytes``.
+    """Cache of chunk arrays, never above ``max_bytes``: least recently used, except chunks a read-ahead passed.
+
+    Chunks whose pins were all released go first, most recently loaded
+    first (see :meth:`pin`), so that epochs over more chunks than fit keep
+    the chunks loaded first from one epoch to the next.
 
     Parameters
     ----------
@@ -95,6 +100,9 @@ class ChunkCache:
         self.remember_failures: bool = bool(remember_failures)
         self._failed: dict[Hashable, BaseException] = {}
         self._pins: dict[Hashable, int] = {}
+        self._loads: int = 0  # how many chunks were stored: each stored chunk's load number
+        self._loaded: dict[Hashable, int] = {}
+        self._passed: list[tuple[int, Hashable]] = []  # heap of (-load number, key) of passed chunks
 
     def __repr__(self) -> str:
         return f"ChunkCache(max_bytes={self.max_bytes}, chunks={len(self)}, nbytes={self.nbytes})"
@@ -129,11 +137,18 @@ class ChunkCache:
     def pin(self, keys: Sequence[Hashable]) -> None:
         """Keep these chunks (cached now or later) until :meth:`unpin`, if the budget allows.
 
-        Pins count: a key pinned twice needs two unpins. Eviction takes the
-        least recently used unpinned chunk first, and a pinned one only when
-        nothing else is left (the budget is never exceeded). A read-ahead
-        pins the chunks of the patches it loads for, so that loading the
-        later ones cannot evict the earlier ones before they are read.
+        Pins count: a key pinned twice needs two unpins. A read-ahead pins
+        the chunks of the patches it loads for, so that loading the later
+        ones cannot evict the earlier ones before they are read. Eviction
+        takes, in this order: a chunk whose pins were all released (passed
+        by a read-ahead), the most recently loaded first; the least recently
+        used chunk never pinned; a pinned one only when nothing else is left
+        (the budget is never exceeded).
+
+        Passed chunks go most-recently-loaded first so that an epoch over
+        more chunks than the cache holds keeps the chunks it loaded first
+        for the next epoch, instead of evicting each one just before it is
+        needed again (least recently used would keep none of them).
         """
         with self._lock:
             for key in keys:
@@ -146,13 +161,15 @@ class ChunkCache:
                 count = self._pins.get(key, 0) - 1
                 if count > 0:
                     self._pins[key] = count
-                else:
-                    self._pins.pop(key, None)
+                elif self._pins.pop(key, None) is not None and key in self._data:
+                    heapq.heappush(self._passed, (-self._loaded[key], key))
 
     def clear(self) -> None:
         """Drop every cached array (counters are kept)."""
         with self._lock:
             self._data.clear()
+            self._loaded.clear()
+            self._passed.clear()
             self._nbytes = 0
 
     def get(self, key: Hashable) -> np.ndarray | None:
@@ -290,13 +307,31 @@ class ChunkCache:
         old = self._data.pop(key, None)
         if old is not None:
             self._nbytes -= old.nbytes
+            del self._loaded[key]
         size = value.nbytes
         if size > self.max_bytes:
             return
         while self._nbytes + size > self.max_bytes:
-            victim = next((k for k in self._data if k not in self._pins), None) if self._pins else None
-            dropped = self._data.pop(victim) if victim is not None else self._data.popitem(last=False)[1]
-            self._nbytes -= dropped.nbytes
+            victim = self._victim()
+            self._nbytes -= self._data.pop(victim).nbytes
+            del self._loaded[victim]
             self._counts["evictions"] += 1
+        self._loads += 1
         self._data[key] = value
+        self._loaded[key] = self._loads
         self._nbytes += size
+        if len(self._passed) > 2 * len(self._data) + 64:  # drop stale heap entries now and then
+            self._passed = [(n, k) for n, k in self._passed if self._loaded.get(k) == -n and k not in self._pins]
+            heapq.heapify(self._passed)
+
+    def _victim(self) -> Hashable:
+        """The key to evict (see :meth:`pin`); lock held, the cache not empty."""
+        while self._passed:
+            n, key = heapq.heappop(self._passed)
+            if self._loaded.get(key) == -n and key not in self._pins:
+                return key  # passed, and neither pinned again nor reloaded since
+        if self._pins:
+            unpinned = next((k for k in self._data if k not in self._pins), None)
+            if unpinned is not None:
+                return unpinned
+        return next(iter(self._data))
