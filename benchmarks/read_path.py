@@ -15,7 +15,10 @@ best time and its ratio to the limit it is judged against:
   that backend;
 - ``epoch``: ``PatchDataset`` epochs (sequential, ``draw_same_chunk``,
   windowed shuffle), single samples and ``batches(32)``, per backend, as a
-  ratio to that backend's chunk reads.
+  ratio to that backend's chunk reads;
+- ``later-epochs``: four consecutive epochs of one dataset whose cache
+  (``--later-cache-mb``, 128) holds less than the image (192 MiB): chunk
+  reads and seconds per epoch.
 
 Usage: ``python benchmarks/read_path.py [--rounds 3] [--cache-mb 256]``.
 """
@@ -118,11 +121,35 @@ def cases(path: str, cache_mb: int) -> dict:
     return {"run": run, "counters": counters}
 
 
+def later_epochs(path: str, order: str, cache_mb: int, epochs: int = 4) -> dict:
+    """Chunk reads and seconds of consecutive epochs of one dataset whose cache holds less than the image."""
+    from zarrsample_core import ImageCollection, PatchDataset, PatchSampler, open_image
+
+    coll = ImageCollection({"images": open_image(path, axes="CYX")}, spatial_axes="YX")
+    ds = PatchDataset(coll, PatchSampler(PATCH, spatial_axes="YX"), seed=0, cache_bytes=cache_mb * 2**20,
+                      **ORDERS[order])
+    reads, seconds = [], []
+    for epoch in range(epochs):
+        before = ds.stats()["chunk_reads"]
+        t0 = time.perf_counter()
+        for _ in ds.epoch(epoch):
+            pass
+        seconds.append(round(time.perf_counter() - t0, 4))
+        reads.append(ds.stats()["chunk_reads"] - before)
+    chunks = (SHAPE[1] // CHUNKS[1]) * (SHAPE[2] // CHUNKS[2])
+    image_mb = chunks * int(np.prod(CHUNKS)) / 2**20
+    return dict(case=f"later-epochs/zarr/{order}", cache_mb=cache_mb, image_mb=image_mb, chunk_reads=reads,
+                seconds=seconds, chunks=chunks,
+                note="one dataset, consecutive epochs; least recently used eviction would read every chunk "
+                     "in every epoch (the cache holds less than the image)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of all cases")
     parser.add_argument("--cache-mb", type=int, default=256)
     parser.add_argument("--only", default="", help="run only cases whose name contains this")
+    parser.add_argument("--later-cache-mb", type=int, default=128, help="cache of the later-epochs case")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="zarrsample-read-path-") as tmp:
         path = str(Path(tmp, "v3.zarr"))
@@ -152,6 +179,12 @@ def main() -> None:
         elif name in ("zarr-chunks", "tensorstore-chunks"):
             fields.update(ratio_to_decode_floor=round(best["decode-floor"] / best[name], 3))
         emit(**fields)
+    if not args.only:
+        with tempfile.TemporaryDirectory(prefix="zarrsample-read-path-") as tmp:
+            path = str(Path(tmp, "v3.zarr"))
+            write_smooth_image(path, 3, SHAPE, CHUNKS)
+            for order in ("sequential", "window-shuffle"):
+                emit(**later_epochs(path, order, args.later_cache_mb))
     seq = {b: best.get(f"epoch/{b}/sequential/samples") for b in ("zarr", "tensorstore")}
     if all(seq.values()):
         emit(summary="tensorstore-vs-zarr-sequential", ratio=round(seq["zarr"] / seq["tensorstore"], 3),
