@@ -319,3 +319,13 @@ def test_later_epochs_keep_chunks_with_loading_threads(sixteen_chunks):
         assert reads[0] == 16
         sums.append(sum(reads[1:]))
     assert min(sums) <= 40, sums
+
+
+def test_the_passed_heap_stays_small_over_many_epochs_from_the_cache(sixteen_chunks):
+    path, _ = sixteen_chunks
+    coll = ImageCollection({"images": open_image(path, axes="YX")}, spatial_axes="YX")
+    ds = PatchDataset(coll, PatchSampler(8, spatial_axes="YX"), cache_bytes=16 * 512)
+    for epoch in range(30):  # every chunk is cached after the first: unpins, no stores
+        assert sum(1 for _ in ds.epoch(epoch)) == 64
+    cache = ds.reader._cache_now()
+    assert ds.stats()["chunk_reads"] == 16 and len(cache._passed) <= 2 * len(cache) + 64

@@ -163,6 +163,7 @@ class ChunkCache:
                     self._pins[key] = count
                 elif self._pins.pop(key, None) is not None and key in self._data:
                     heapq.heappush(self._passed, (-self._loaded[key], key))
+            self._prune_passed()
 
     def clear(self) -> None:
         """Drop every cached array (counters are kept)."""
@@ -320,7 +321,11 @@ class ChunkCache:
         self._data[key] = value
         self._loaded[key] = self._loads
         self._nbytes += size
-        if len(self._passed) > 2 * len(self._data) + 64:  # drop stale heap entries now and then
+        self._prune_passed()
+
+    def _prune_passed(self) -> None:
+        """Drop the heap's stale entries (evicted, pinned again, reloaded) when they outnumber the chunks; lock held."""
+        if len(self._passed) > 2 * len(self._data) + 64:
             self._passed = [(n, k) for n, k in self._passed if self._loaded.get(k) == -n and k not in self._pins]
             heapq.heapify(self._passed)
 
