@@ -33,6 +33,20 @@ def test_a_buffer_returns_when_its_last_view_is_gone():
     assert not np.shares_memory(b, c) and not np.shares_memory(b, other)
 
 
+def test_large_buffers_are_mapped_with_their_pages_and_recycled_alike():
+    pool = BufferPool(8 << 20)
+    a = pool.take(2 << 20)  # above POPULATE_BYTES: an anonymous mapping on Linux
+    a[...] = 7
+    a[-1] = 9
+    address, view = a.ctypes.data, a[-16:]
+    del a
+    assert pool.spare_bytes == 0 and view[-1] == 9 and (view[:-1] == 7).all()
+    del view
+    assert pool.spare_bytes == 2 << 20
+    b = pool.take(2 << 20)
+    assert b.ctypes.data == address and b.flags.writeable
+
+
 def test_the_pool_keeps_at_most_max_bytes():
     pool = BufferPool(250)
     arrays = [pool.take(100) for _ in range(4)] + [pool.take(300)]

