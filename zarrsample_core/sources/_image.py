@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -305,12 +304,21 @@ class Image:
             deadline = ts_deadline(self._spec)
             reads = [ts_read_into(array, index) for index in indices]
             for out, future in reads:
-                yield self._result(partial(_after, out, partial(ts_result, future, deadline, self.name)))
+                try:
+                    ts_result(future, deadline, self.name)
+                    result: np.ndarray | Exception = np.asarray(out, dtype=self.dtype)
+                except Exception as exc:  # noqa: BLE001 - returned to the caller
+                    result = exc
+                yield result
             return
         if self.backend == "zarr" and (grids := self._direct_grids(indices)) is not None:
             direct = self._chunk_files()
             for index, grid in zip(indices, grids):
-                yield self._result(partial(direct.read, index, grid))  # type: ignore[union-attr]
+                try:
+                    result = np.asarray(direct.read(index, grid), dtype=self.dtype)  # type: ignore[union-attr]
+                except Exception as exc:  # noqa: BLE001 - returned to the caller
+                    result = exc
+                yield result
             return
         results: list[Any]
         if hasattr(array, "read_many"):  # a TIFF page read tile by tile
@@ -330,13 +338,6 @@ class Image:
         for r in results:
             # zarr and tensorstore hand out new arrays: no copy unless the dtype differs
             yield r if isinstance(r, Exception) else np.asarray(r, dtype=self.dtype)
-
-    def _result(self, read: Callable[[], Any]) -> np.ndarray | Exception:
-        """``read()`` as an array of this image's dtype, or the exception it raised."""
-        try:
-            return np.asarray(read(), dtype=self.dtype)
-        except Exception as exc:  # noqa: BLE001 - returned to the caller
-            return exc
 
     @property
     def independent_chunks(self) -> bool:
@@ -358,12 +359,6 @@ class Image:
         direct = self._chunk_files()
         grids = [direct.chunk_of(index) for index in indices] if direct is not None else [None]
         return None if any(g is None for g in grids) else grids  # type: ignore[return-value]
-
-
-def _after(value: Any, wait: Callable[[], Any]) -> Any:
-    """``value`` once ``wait()`` returned."""
-    wait()
-    return value
 
 
 def _is_sharded(array: Any, backend: str) -> bool:
