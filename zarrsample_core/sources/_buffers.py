@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
+import threading
 import weakref
 from collections import deque
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,37 +44,44 @@ class _Lease:
 
 
 class BufferPool:
-    """Spare flat ``uint8`` buffers by size, at most ``max_bytes`` of them (thread-safe, lock-free).
+    """Spare flat ``uint8`` buffers by size, at most ``max_bytes`` of them (thread-safe).
 
     Parameters
     ----------
     max_bytes : int
         Most bytes of spare buffers kept; a buffer returned beyond it is
         freed. A buffer larger than ``max_bytes`` is never kept.
+
+    Notes
+    -----
+    Buffers come back from weak-reference finalizers, which run wherever
+    the last array over a buffer dies, garbage collection inside
+    :meth:`take` included: the lock is re-entrant, and a ``fork()``ed child
+    starts with a new one.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._free: dict[int, deque[np.ndarray]] = {}
-        self._spare = 0  # approximate under concurrent use: a bound, not an account
+        self._spare = 0
         self.reused = 0
+        self._lock = threading.RLock()
+        os.register_at_fork(after_in_child=partial(_new_lock, weakref.ref(self)))
 
     @property
     def spare_bytes(self) -> int:
         """Bytes of spare buffers held now."""
-        return sum(n * len(q) for n, q in list(self._free.items()))
+        return self._spare
 
     def take(self, nbytes: int) -> np.ndarray:
         """A writable flat ``uint8`` array of ``nbytes`` (contents undefined)."""
-        queue = self._free.get(nbytes)
         store = None
-        if queue:
-            try:
+        with self._lock:
+            queue = self._free.get(nbytes)
+            if queue:
                 store = queue.pop()
                 self._spare -= nbytes
                 self.reused += 1
-            except IndexError:  # another thread took the last one
-                store = None
         if store is None:
             store = _fresh(nbytes)
         lease = _Lease(store)
@@ -80,15 +90,23 @@ class BufferPool:
 
     def _give(self, store: Any) -> None:
         nbytes = store.nbytes
-        if self._spare + nbytes > self.max_bytes:
-            return  # freed: the pool is full
-        self._spare += nbytes
-        self._free.setdefault(nbytes, deque()).append(store)
+        with self._lock:
+            if self._spare + nbytes <= self.max_bytes:  # else freed: the pool is full
+                self._spare += nbytes
+                self._free.setdefault(nbytes, deque()).append(store)
 
     def clear(self) -> None:
         """Free every spare buffer."""
-        self._free = {}
-        self._spare = 0
+        with self._lock:
+            self._free = {}
+            self._spare = 0
+
+
+def _new_lock(pool: weakref.ref[BufferPool]) -> None:
+    """A fork()ed child's pool gets a new lock (another thread may have held the parent's)."""
+    found = pool()
+    if found is not None:
+        found._lock = threading.RLock()
 
 
 #: The process's pool (spare buffers beyond what the chunk caches hold).
