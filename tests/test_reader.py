@@ -406,12 +406,19 @@ def test_loads_come_in_the_order_chunks_are_first_needed(tmp_path, independent):
         assert loads == [[(3, 2), (3, 3)], [(0, 0), (0, 1)], [(1, 3)]]
 
 
-def test_local_zarr_chunks_load_one_by_one_and_others_in_runs(tmp_path):
+def test_local_chunks_load_one_by_one_and_remote_or_sharded_ones_in_runs(tmp_path):
+    from range_server import range_server
+
     data = make_data((64, 64), "uint8", 8)
     path = write_zarr(tmp_path / "p", data, (16, 16))
+    sharded = write_zarr(tmp_path / "s", data, (16, 16), shards=(32, 32))
     assert open_image(path, axes="YX").independent_chunks  # decoded here, one at a time
-    assert not open_image(path, axes="YX", backend="tensorstore").independent_chunks
+    assert open_image(path, axes="YX", backend="tensorstore").independent_chunks  # a local file
+    assert not open_image(sharded, axes="YX", backend="tensorstore").independent_chunks  # one shard index read
     assert not open_image(data, axes="YX").independent_chunks
+    with range_server(tmp_path) as (url, _):
+        for backend in ("zarr", "tensorstore"):  # over a network, runs read together hide latency
+            assert not open_image(f"{url}/p", axes="YX", backend=backend).independent_chunks
 
 
 def test_chunk_cache_rejects_bad_budget():

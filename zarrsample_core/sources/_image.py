@@ -341,13 +341,20 @@ class Image:
 
     @property
     def independent_chunks(self) -> bool:
-        """Whether chunks load best one per call (decoded here, one at a time), not in runs.
+        """Whether chunks load best one per call, not in runs.
 
         True for local zarr arrays whose chunks are decoded directly
         (:mod:`._direct`): a run read in one call decodes its chunks one
         after the other in one thread, so the reader's threads load single
-        chunks instead, in the order they are needed.
+        chunks instead, in the order they are needed. True for local files
+        read by tensorstore too (unsharded): a run gains nothing from one
+        call there, and each chunk in flight holds tensorstore's own decode
+        buffer beside ours. Over a network, runs read together hide latency.
         """
+        if self.backend == "tensorstore":
+            spec = self._spec
+            local = spec is not None and spec[1].get("kvstore", {}).get("driver") == "file"
+            return local and not self.is_sharded
         return self.backend == "zarr" and self._chunk_files() is not None
 
     def _sharded_all(self, indices: list[tuple[slice, ...]]) -> bool:
