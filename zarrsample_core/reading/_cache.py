@@ -302,7 +302,7 @@ class ChunkCache:
         return value
 
     def _store(self, key: Hashable, value: np.ndarray) -> None:
-        """Insert under the lock, evicting LRU entries to stay in budget."""
+        """Insert under the lock, evicting (see :meth:`_victim`) to stay in budget."""
         value.setflags(write=False)
         self._counts["chunk_reads"] += 1
         old = self._data.pop(key, None)

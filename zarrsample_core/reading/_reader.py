@@ -2,7 +2,7 @@
 
 A window in reference pixels becomes, per modality, a window at that
 modality's placement (:meth:`ImageCollection.window_maps`, exact), then the storage chunks
-that cover its in-image part. Each chunk is loaded once into a shared LRU
+that cover its in-image part. Each chunk is loaded once into a shared
 :class:`._cache.ChunkCache` and the patch is copied out of the cached chunks
 into a preallocated array already in the requested axis order.
 """
@@ -247,7 +247,7 @@ class PatchReader:
         Notes
         -----
         Storage chunks touched by the window are loaded once and kept in the
-        LRU cache; the copy out of them costs O(window size). Chunks being
+        chunk cache; the copy out of them costs O(window size). Chunks being
         loaded by :meth:`prefetch` are waited for, not loaded twice.
         """
         cache = self._cache_now()
