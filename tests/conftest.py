@@ -139,7 +139,7 @@ def flaky_server(root, monkeypatch, *, fail_every=3, mode="503"):
 
 #: Test files that fork (DataLoader workers, a process pool): collected first (see below).
 FORKING_TESTS = (
-    "test_torch.py", "test_torch_random.py", "test_soak.py", "test_workers.py", "test_s3.py", "test_buffers.py",
+    "test_torch.py", "test_torch_random.py", "test_soak.py", "test_workers.py", "test_s3.py", "test_buffers_fork.py",
 )
 
 
