@@ -23,9 +23,10 @@ from zarrsample_core import ImageCollection, open_image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# CI runs more examples than a developer's quick loop, within its time budget.
+# CI runs more examples than a developer's quick loop, within its time budget
+# (~4 minutes on 2 cores: at 150 examples the 53 property tests took 86 s of it).
 settings.register_profile(
-    "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "dev", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
