@@ -50,31 +50,15 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 from range_server import range_server  # noqa: E402
-from workloads import emit, write_smooth_image  # noqa: E402
+from remote import SHAPE, write  # noqa: E402 - the same smooth images, sharded or not
+from workloads import emit  # noqa: E402
 
-SHAPE = (3, 8192, 8192)
 PATCH = 256
 LAYOUTS = {
     "unsharded": {"chunks": (3, 1024, 1024), "shards": None},
     "sharded": {"chunks": (3, 512, 512), "shards": (3, 2048, 2048)},
 }
 ZARRS = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}
-
-
-def write(path: str, chunks, shards) -> None:
-    if shards is None:
-        write_smooth_image(path, 3, SHAPE, chunks)
-        return
-    import zarr
-    from zarr.codecs import ZstdCodec
-
-    write_smooth_image(path + ".src", 3, SHAPE, shards)  # the same content, then copied shard by shard
-    source = zarr.open_array(path + ".src", mode="r")
-
-    array = zarr.create_array(store=path, shape=SHAPE, chunks=chunks, shards=shards, dtype="uint8",
-                              compressors=ZstdCodec(level=3))
-    for y in range(0, SHAPE[1], shards[1]):
-        array[:, y : y + shards[1], :] = source[:, y : y + shards[1], :]
 
 
 def pipeline(zarrs: bool):
@@ -103,7 +87,7 @@ def main() -> None:
     patches = (SHAPE[1] // PATCH) * (SHAPE[2] // PATCH)
     with tempfile.TemporaryDirectory(prefix="zarrsample-pipelines-") as tmp:
         for name, layout in LAYOUTS.items():
-            write(str(Path(tmp, f"{name}.zarr")), layout["chunks"], layout["shards"])
+            write(str(Path(tmp, f"{name}.zarr")), layout["chunks"], layout["shards"], 3)
         with range_server(tmp, latency=args.latency) as (url, _server):
             run: dict = {}
             for name, layout in LAYOUTS.items():
